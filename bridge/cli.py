@@ -6,7 +6,15 @@ Problems go to stderr as `FILE:LINE: CODE: sentence`; results go to stdout.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from bridge.batch import SourceFile, convert_to_folder, find_xml_files
+from bridge.convert import DEFAULT_MAX_BYTES, ConvertContext, ConvertResult, convert_file
+from bridge.model import dump_json
 
 app = typer.Typer(
     name="bkm-bridge",
@@ -15,6 +23,112 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+PathsArg = Annotated[
+    list[Path], typer.Argument(help="Files, or folders walked recursively for *.xml.")
+]
+XsdDirOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--xsd-dir",
+        help="Extra folder of XSDs; wins over the built-in schema for the same namespace.",
+        file_okay=False,
+    ),
+]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mismatch",
+        help="Accept AntallRegninger/SumKravSamlet that disagree with the regninger (warning).",
+    ),
+]
+MaxBytesOpt = Annotated[
+    int, typer.Option("--max-bytes", help="Refuse files larger than this.", min=1)
+]
+
+
+def _context(
+    praksis_id: str | None, xsd_dirs: list[Path] | None, allow_mismatch: bool, max_bytes: int
+) -> ConvertContext:
+    registry = None
+    if xsd_dirs:
+        from bridge.legacy.schemas import SchemaRegistry
+
+        registry = SchemaRegistry(extra_dirs=xsd_dirs)
+    return ConvertContext(
+        praksis_id=praksis_id,
+        allow_mismatch=allow_mismatch,
+        registry=registry,
+        max_bytes=max_bytes,
+    )
+
+
+def _report(source: Path, result: ConvertResult) -> None:
+    for problem in result.problems:
+        print(problem.format(str(source)), file=sys.stderr)
+
+
+@app.command()
+def convert(
+    paths: PathsArg,
+    praksis_id: Annotated[
+        str, typer.Option("--praksis-id", help="The praksisId the claims are sent for.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write NAME.json per file here instead of printing JSON."),
+    ] = None,
+    allow_mismatch: AllowMismatchOpt = False,
+    xsd_dir: XsdDirOpt = None,
+    max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
+) -> None:
+    """Convert legacy BKM XML to the JSON BKM that KUHR's API takes."""
+    context = _context(praksis_id, xsd_dir, allow_mismatch, max_bytes)
+    if out is None:
+        if len(paths) != 1 or paths[0].is_dir():
+            raise typer.BadParameter("give --out DIR to convert several files or a folder")
+        result = convert_file(paths[0], context)
+        _report(paths[0], result)
+        if result.melding is None:
+            raise typer.Exit(1)
+        sys.stdout.write(dump_json(result.melding) + "\n")
+        return
+
+    def report(source: SourceFile, result: ConvertResult) -> None:
+        _report(source.path, result)
+
+    summary = convert_to_folder(find_xml_files(paths), out, context, on_result=report)
+    print(
+        f"Converted {summary.converted} of {summary.total} file(s) into {out}"
+        + (f"; {summary.failed} failed" if summary.failed else "")
+        + (f"; {summary.warnings} warning(s)" if summary.warnings else "")
+        + "."
+    )
+    if summary.failed:
+        codes = ", ".join(f"{code} ×{n}" for code, n in summary.problem_counts.most_common())
+        print(f"Problems: {codes}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    paths: PathsArg,
+    allow_mismatch: AllowMismatchOpt = False,
+    xsd_dir: XsdDirOpt = None,
+    max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
+) -> None:
+    """Check legacy BKM XML files (schema, values, totals) without converting or sending."""
+    context = _context(None, xsd_dir, allow_mismatch, max_bytes)
+    failed = 0
+    for source in find_xml_files(paths):
+        result = convert_file(source.path, context)
+        _report(source.path, result)
+        if result.ok:
+            print(f"{source.path}: OK")
+        else:
+            failed += 1
+    if failed:
+        raise typer.Exit(1)
 
 
 # Subsystems with several commands keep them beside their code and register them here.

@@ -1,0 +1,331 @@
+"""The one settings model: `bkm-bridge.toml`, then `BKM_BRIDGE_*` environment variables, then
+command-line flags (each overrides the one before).
+
+The file is found by `--config`, else `BKM_BRIDGE_CONFIG`, else `./bkm-bridge.toml` if present.
+Sections are nested models (`[kuhr]`, `[auth]`, `[[praksis.rules]]`); a later feature adds its
+own section by adding a field to `Settings`. Nested environment variables use `__`:
+`BKM_BRIDGE_AUTH__KEY_FILE=/etc/bkm-bridge/key.pem`.
+
+Secrets are never held as plain strings: key material stays in files (paths here), passwords
+are `SecretStr`. `Settings.origin(path)` says where a value came from, for `config check`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "BKM_BRIDGE_"
+CONFIG_ENV_VAR = "BKM_BRIDGE_CONFIG"
+DEFAULT_CONFIG_NAME = "bkm-bridge.toml"
+API_PATH = "/kuhr/krav/v1"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be read or is invalid; the message says what to fix."""
+
+
+class Environment(StrEnum):
+    SANDBOX = "sandbox"
+    DEV = "dev"
+    PROD = "prod"
+
+
+class AuthMethod(StrEnum):
+    MASKINPORTEN = "maskinporten"
+    HELSEID = "helseid"
+
+
+SCOPES: dict[AuthMethod, str] = {
+    AuthMethod.MASKINPORTEN: "nav:kuhr/krav",
+    AuthMethod.HELSEID: "hdir:kuhr-krav-api/krav",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """The documented addresses of one KUHR environment and its token issuers."""
+
+    api_host: str
+    maskinporten_issuer: str
+    helseid_authority: str
+
+    @property
+    def api_url(self) -> str:
+        return self.api_host + API_PATH
+
+    @property
+    def maskinporten_token_url(self) -> str:
+        return self.maskinporten_issuer + "token"
+
+    @property
+    def helseid_token_url(self) -> str:
+        return self.helseid_authority + "/connect/token"
+
+
+PRESETS: dict[Environment, Preset] = {
+    Environment.DEV: Preset(
+        api_host="https://api-preprod.helserefusjon.no",
+        maskinporten_issuer="https://test.maskinporten.no/",
+        helseid_authority="https://helseid-sts.test.nhn.no",
+    ),
+    Environment.PROD: Preset(
+        api_host="https://api.helserefusjon.no",
+        maskinporten_issuer="https://maskinporten.no/",
+        helseid_authority="https://helseid-sts.nhn.no",
+    ),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KuhrSettings(_Section):
+    """Where KUHR is and how patiently to talk to it."""
+
+    environment: Environment = Environment.SANDBOX
+    # Full API root including /kuhr/krav/v1; overrides the environment's preset.
+    api_url: str | None = None
+    # Directory of a running standalone sandbox (its sandbox.json); else one is embedded.
+    sandbox_state_dir: Path | None = None
+    # Clock speed of an embedded sandbox (how fast claims move through their statuses).
+    sandbox_speed: float = Field(1.0, gt=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    max_retry_after: float = Field(120.0, ge=0)
+    max_concurrency: int = Field(4, ge=1, le=64)
+    jwe_profile: Literal["direct", "nested"] = "direct"
+    jwe_zip: bool = False
+    # Extra CA bundle (e.g. a corporate TLS proxy). Verification itself is never switched off.
+    ca_bundle: Path | None = None
+
+
+class AuthSettings(_Section):
+    """Who the bridge is towards KUHR: a Maskinporten or HelseID client and its key."""
+
+    method: AuthMethod = AuthMethod.MASKINPORTEN
+    client_id: str | None = None
+    scope: str | None = None
+    token_url: str | None = None
+    audience: str | None = None
+    # PEM private key or JWK (JSON) file; key_id is the kid registered with the issuer.
+    key_file: Path | None = None
+    key_id: str | None = None
+    # Or a PKCS#12 virksomhetssertifikat (sent as x5c); password from env/TOML or a file.
+    pkcs12_file: Path | None = None
+    pkcs12_password: SecretStr | None = None
+    pkcs12_password_file: Path | None = None
+    # Maskinporten delegation: the clinic's orgnr when a supplier acts on its behalf.
+    consumer_org: str | None = None
+    # HelseID only: sender-constrained tokens (DPoP proofs on every call).
+    dpop: bool = False
+    refresh_margin_seconds: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuthSettings:
+        if self.key_file and self.pkcs12_file:
+            raise ValueError("give either auth.key_file or auth.pkcs12_file, not both")
+        if self.pkcs12_password is not None and self.pkcs12_password_file is not None:
+            raise ValueError("give either auth.pkcs12_password or auth.pkcs12_password_file")
+        return self
+
+    @property
+    def effective_scope(self) -> str:
+        return self.scope or SCOPES[self.method]
+
+    def pkcs12_password_value(self) -> bytes | None:
+        """The PKCS#12 password, read when needed (never kept in a plain attribute)."""
+        if self.pkcs12_password is not None:
+            return self.pkcs12_password.get_secret_value().encode()
+        if self.pkcs12_password_file is not None:
+            try:
+                return self.pkcs12_password_file.read_text(encoding="utf-8").strip().encode()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read auth.pkcs12_password_file {self.pkcs12_password_file}: "
+                    f"{exc.strerror}"
+                ) from None
+        return None
+
+
+class PraksisRule(_Section):
+    """Claims matching every given criterion go to `praksis_id`. First matching rule wins."""
+
+    praksis_id: str
+    folder: Path | None = None
+    sender_orgnr: str | None = None
+    sender_hpr: str | None = None
+
+    @model_validator(mode="after")
+    def _has_criterion(self) -> PraksisRule:
+        if self.folder is None and self.sender_orgnr is None and self.sender_hpr is None:
+            raise ValueError(
+                f"praksis rule for {self.praksis_id} needs folder, sender_orgnr or sender_hpr"
+            )
+        return self
+
+
+class PraksisSettings(_Section):
+    rules: list[PraksisRule] = []
+
+
+# The TOML file of the load in progress; a context variable keeps concurrent loads apart.
+_toml_file: ContextVar[Path | None] = ContextVar("bkm_bridge_toml_file", default=None)
+
+_PATH_KEYS = ("_file", "_dir", "folder", "ca_bundle")
+
+
+def _resolve_relative_paths(data: Any, base: Path) -> Any:
+    """Paths in the TOML file are relative to the file, not to the working directory."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, str) and key.endswith(_PATH_KEYS):
+                path = Path(value).expanduser()
+                out[key] = str(path if path.is_absolute() else base / path)
+            else:
+                out[key] = _resolve_relative_paths(value, base)
+        return out
+    if isinstance(data, list):
+        return [_resolve_relative_paths(item, base) for item in data]
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return _resolve_relative_paths(data, path.parent)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _toml_file.get()
+        return read_toml(path) if path is not None else {}
+
+
+class Settings(BaseSettings):
+    """Everything bkm-bridge can be told. Build with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    kuhr: KuhrSettings = KuhrSettings()
+    auth: AuthSettings = AuthSettings()
+    praksis: PraksisSettings = PraksisSettings()
+
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: flags, then environment, then the TOML file.
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
+    def origin(self, dotted: str) -> str:
+        """Where a setting came from: 'flag', 'env NAME', 'file PATH' or 'default'."""
+        return self._origins.get(dotted.lower(), "default")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}".lower()
+        if isinstance(value, dict):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    """`--config`, else `BKM_BRIDGE_CONFIG`, else `./bkm-bridge.toml` when it exists."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """{'kuhr.environment': 'dev'} → {'kuhr': {'environment': 'dev'}}; None means 'not given'."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return nested
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Read file, environment and flag overrides (dotted keys, None = not given)."""
+    path = find_config_file(config_file)
+    flags = _nest(overrides or {})
+    token = _toml_file.set(path)
+    try:
+        settings = Settings(**flags)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # pydantic's ValidationError
+        where = f" (config file {path})" if path else ""
+        raise ConfigError(f"invalid settings{where}:\n{exc}") from None
+    finally:
+        _toml_file.reset(token)
+
+    origins: dict[str, str] = {}
+    if path is not None:
+        for key in _flatten(read_toml(path)):
+            origins[key] = f"file {path}"
+    for name in os.environ:
+        if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_ENV_VAR:
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            origins[dotted] = f"env {name}"
+    for key in _flatten(flags):
+        origins[key] = "flag"
+    settings._origins = origins
+    settings._config_file = path
+    return settings

@@ -1,0 +1,621 @@
+"""The KUHR Krav API client: one async core (`AsyncKuhrClient`) and a small sync facade
+(`KuhrClient`), shared by the CLI, the daemon and the bulk migration.
+
+Every call returns the typed models of `bridge.model`. Resilience, in one place:
+- connect/read timeouts; retries with exponential backoff and full jitter on connection
+  errors, 5xx and 429 (Retry-After honoured), a bounded number of attempts;
+- a 401 invalidates the token and retries once with a fresh one;
+- a 400 from the submit endpoint is a *result* (feilmeldinger), never retried – except once
+  after refetching KUHR's JWKS when the rejection says the claim could not be read (stale kid);
+- a retried submit that answers DUPLIKAT_KRAV after an earlier attempt may have landed is
+  reported as `already_received`, not hidden and not treated as a failure.
+Logs carry method, path, status and attempt – never bodies, tokens or keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bridge.config import PRESETS, SCOPES, AuthMethod, ConfigError, Environment, Settings
+from bridge.kuhr.auth import (
+    HelseIdTokenProvider,
+    MaskinportenTokenProvider,
+    SigningKey,
+    TokenProvider,
+    load_signing_key,
+    make_token_provider,
+)
+from bridge.kuhr.jwe import JwksCache, Profile, encrypt_claim
+from bridge.model import (
+    Behandlerkravmelding,
+    BehandlerkravmeldingListe,
+    Feilkode,
+    PraksisListe,
+    SendInnResponse,
+    load_json,
+)
+
+log = logging.getLogger(__name__)
+
+PRAKSIS_PATH = "/data/praksis"
+SUBMIT_PATH = "/process/sendinnbehandlerkravmelding"
+STATUS_PATH = "/data/behandlerkravmelding"
+JWK_PATH = "/jwk"
+
+
+class KuhrError(Exception):
+    """Talking to KUHR failed; the message says what happened and, where known, what to do."""
+
+
+class KuhrUnavailable(KuhrError):
+    """KUHR did not answer usefully within the allowed attempts (network, 5xx, 429)."""
+
+
+class KuhrAuthError(KuhrError):
+    """401 after a fresh token, or 403 (the token lacks the scope / the actor lacks access)."""
+
+
+class KuhrResponseError(KuhrError):
+    """An answer the client cannot use (unexpected status or body)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base · 2^(n-1))]."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))
+        return rng.uniform(0, ceiling)
+
+
+@dataclass
+class ClientCounters:
+    """Running totals for metrics (the daemon and migration report these)."""
+
+    requests: int = 0  # HTTP attempts made
+    retries: int = 0  # attempts repeated after a connection error, 5xx or 429
+    token_refreshes: int = 0  # fresh tokens fetched after a 401
+    jwks_refetches: int = 0  # JWKS refetched after a rejection pointing at a stale key
+    submissions: int = 0  # send_inn calls
+    already_received: int = 0  # retried submissions answered with DUPLIKAT_KRAV
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class SendInnResult(SendInnResponse):
+    """KUHR's answer to a submission, plus what the client knows about how it got it.
+
+    `already_received` is True when an earlier attempt may have landed (the connection broke
+    after sending, or KUHR answered 5xx) and the retry was refused as DUPLIKAT_KRAV: the claim
+    *is* at KUHR, under an id this answer does not carry – find it in the overview (`status`).
+    """
+
+    attempts: int = 1
+    already_received: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.already_received or (
+            not self.feilmeldinger and self.behandlerkravmeldingId is not None
+        )
+
+
+@dataclass
+class _Exchange:
+    response: httpx.Response
+    attempts: int
+    maybe_landed: bool  # an earlier attempt may have reached KUHR and been processed
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_to_datetime(value) if value else None
+    if parsed is None:
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+# Failures where the request cannot have been sent, so a POST is known not to have landed.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class AsyncKuhrClient:
+    """The async core. Use as `async with AsyncKuhrClient(...) as kuhr:`."""
+
+    def __init__(
+        self,
+        api_url: str,
+        tokens: TokenProvider,
+        *,
+        jwe_profile: Profile = "direct",
+        jwe_zip: bool = False,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        verify: bool | str = True,
+        max_concurrency: int = 4,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._tokens = tokens
+        self._profile: Profile = jwe_profile
+        self._zip = jwe_zip
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._max_concurrency = max_concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            verify=verify,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "bkm-bridge"},
+            follow_redirects=False,
+        )
+        self.jwks = JwksCache(self.hent_jwks)
+        self.counters = ClientCounters()
+
+    async def __aenter__(self) -> AsyncKuhrClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---------------------------------------------------------------- the endpoints
+
+    async def hent_praksiser(self) -> PraksisListe:
+        """GET data/praksis: the actor's registered praksiser."""
+        return PraksisListe.model_validate(await self._get_json(PRAKSIS_PATH))
+
+    async def hent_status(
+        self, fom: date | None = None, tom: date | None = None
+    ) -> BehandlerkravmeldingListe:
+        """GET data/behandlerkravmelding: the overview, optionally by received date."""
+        params: dict[str, str] = {}
+        if fom is not None:
+            params["fomMottattdato"] = fom.isoformat()
+        if tom is not None:
+            params["tomMottattdato"] = tom.isoformat()
+        data = await self._get_json(STATUS_PATH, params=params)
+        return BehandlerkravmeldingListe.model_validate(data)
+
+    async def hent_behandlerkravmelding(
+        self, behandlerkravmelding_id: str
+    ) -> BehandlerkravmeldingListe:
+        """GET data/behandlerkravmelding/{id}: the details (several rows after rebehandling)."""
+        data = await self._get_json(f"{STATUS_PATH}/{_path_segment(behandlerkravmelding_id)}")
+        if isinstance(data, dict) and "behandlerkravmeldinger" not in data:
+            data = {"behandlerkravmeldinger": [data]}  # one doc example shows a bare object
+        return BehandlerkravmeldingListe.model_validate(data)
+
+    async def hent_jwks(self) -> dict[str, Any]:
+        """GET jwk: KUHR's public encryption key set."""
+        data = await self._get_json(JWK_PATH)
+        if isinstance(data, dict) and "keys" not in data and "kty" in data:
+            data = {"keys": [data]}  # a single JWK instead of a set
+        if not isinstance(data, dict):
+            raise KuhrResponseError("KUHR's JWK endpoint did not answer with a JSON object")
+        return data
+
+    async def send_inn(self, melding: Behandlerkravmelding) -> SendInnResult:
+        """POST process/sendinnbehandlerkravmelding with the claim encrypted for KUHR."""
+        self.counters.submissions += 1
+        key = await self.jwks.key()
+        exchange = await self._post_claim(melding, key)
+        result = _send_inn_result(exchange)
+        if _unreadable(result) and await self._jwks_changed(key.get("kid")):
+            key = await self.jwks.key()
+            log.info("re-encrypting claim for new KUHR key after rejection")
+            retried = await self._post_claim(melding, key)
+            retried.attempts += exchange.attempts
+            retried.maybe_landed = retried.maybe_landed or exchange.maybe_landed
+            exchange = retried
+            result = _send_inn_result(exchange)
+        if exchange.maybe_landed and _only_duplicate(result):
+            self.counters.already_received += 1
+            log.warning(
+                "claim already received by KUHR (DUPLIKAT_KRAV after %d attempts); "
+                "find it in the overview",
+                exchange.attempts,
+            )
+            result = result.model_copy(update={"already_received": True})
+        return result
+
+    # ---------------------------------------------------------------- plumbing
+
+    async def _jwks_changed(self, used_kid: str | None) -> bool:
+        self.counters.jwks_refetches += 1
+        return await self.jwks.refresh_if_stale(used_kid)
+
+    async def _post_claim(self, melding: Behandlerkravmelding, key: Any) -> _Exchange:
+        body = encrypt_claim(melding, key, profile=self._profile, zip=self._zip)
+        return await self._request(
+            "POST",
+            SUBMIT_PATH,
+            content=body.encode("ascii"),
+            headers={"Content-Type": "application/jose"},
+        )
+
+    async def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        exchange = await self._request("GET", path, params=params)
+        response = exchange.response
+        if response.status_code != 200:
+            raise _unexpected(response)
+        try:
+            return load_json(response.content)
+        except ValueError:
+            raise KuhrResponseError(
+                f"KUHR answered {path} with something that is not JSON", response.status_code
+            ) from None
+
+    def _url(self, path: str) -> str:
+        return self.api_url + path
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> _Exchange:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        url = self._url(path)
+        attempt = 0
+        refreshed = False
+        maybe_landed = False
+        while True:
+            attempt += 1
+            self.counters.requests += 1
+            auth = await self._tokens.auth_headers(method, url)
+            try:
+                async with self._semaphore:
+                    response = await self._http.request(
+                        method, url, params=params, content=content,
+                        headers={**(headers or {}), **auth},
+                    )  # fmt: skip
+            except httpx.TransportError as exc:
+                log.warning("%s %s -> %s (attempt %d)", method, path, type(exc).__name__, attempt)
+                if not isinstance(exc, _NOT_SENT):
+                    maybe_landed = True
+                if attempt >= self.retry.max_attempts:
+                    raise KuhrUnavailable(
+                        f"KUHR unreachable at {self.api_url}: {type(exc).__name__} "
+                        f"after {attempt} attempt(s)"
+                    ) from exc
+                await self._pause(self.retry.backoff(attempt, self._rng))
+                continue
+
+            status = response.status_code
+            log.info("%s %s -> %d (attempt %d)", method, path, status, attempt)
+            if status == 401 and not refreshed:
+                refreshed = True
+                self.counters.token_refreshes += 1
+                self._tokens.invalidate(_token_of(auth))
+                continue
+            if status == 401:
+                raise KuhrAuthError(
+                    "KUHR refused a freshly issued token (HTTP 401): check that the token "
+                    "issuer and audience match this KUHR environment"
+                )
+            if status == 403:
+                raise KuhrAuthError(
+                    "KUHR refused access (HTTP 403): the token lacks the scope "
+                    "nav:kuhr/krav / hdir:kuhr-krav-api/krav, or the actor has no access"
+                )
+            if status == 429 or status >= 500:
+                if status >= 500:
+                    maybe_landed = True
+                if attempt >= self.retry.max_attempts:
+                    raise KuhrUnavailable(
+                        f"KUHR answered HTTP {status} to {method} {path} "
+                        f"{attempt} time(s); try again later"
+                    )
+                delay = self.retry.backoff(attempt, self._rng)
+                wait = _retry_after(response) if status == 429 else None
+                if wait is not None:
+                    delay = max(delay, min(wait, self.retry.max_retry_after))
+                await self._pause(delay)
+                continue
+            return _Exchange(response, attempt, maybe_landed)
+
+    async def _pause(self, seconds: float) -> None:
+        self.counters.retries += 1
+        await self._sleep(seconds)
+
+
+def _path_segment(value: str) -> str:
+    if not value or "/" in value or "?" in value or "#" in value or value in (".", ".."):
+        raise ValueError(f"not a behandlerkravmeldingId: {value!r}")
+    return value
+
+
+def _token_of(auth_headers: dict[str, str]) -> str | None:
+    value = auth_headers.get("Authorization", "")
+    return value.split(" ", 1)[1] if " " in value else None
+
+
+def _unexpected(response: httpx.Response) -> KuhrResponseError:
+    path = response.request.url.path
+    if response.status_code == 404:
+        return KuhrResponseError(f"KUHR has nothing at {path} (HTTP 404)", 404)
+    return KuhrResponseError(
+        f"KUHR answered HTTP {response.status_code} to {response.request.method} {path}",
+        response.status_code,
+    )
+
+
+def _send_inn_result(exchange: _Exchange) -> SendInnResult:
+    response = exchange.response
+    if response.status_code not in (200, 201, 202, 400):
+        raise _unexpected(response)
+    try:
+        data = load_json(response.content)
+        result = SendInnResult.model_validate(data)
+    except ValueError:
+        raise KuhrResponseError(
+            f"KUHR answered the submission with HTTP {response.status_code} and a body "
+            "that is not a submission result",
+            response.status_code,
+        ) from None
+    return result.model_copy(update={"attempts": exchange.attempts})
+
+
+def _codes(result: SendInnResponse) -> set[str]:
+    return {f.kode for f in result.feilmeldinger or []}
+
+
+def _unreadable(result: SendInnResponse) -> bool:
+    """KUHR could not read the body: possibly encrypted for a key it no longer holds."""
+    return Feilkode.UKJENT_FORMAT.value in _codes(result)
+
+
+def _only_duplicate(result: SendInnResponse) -> bool:
+    return _codes(result) == {Feilkode.DUPLIKAT_KRAV.value}
+
+
+# --------------------------------------------------------------------------- sync facade
+
+
+class KuhrClient:
+    """Blocking wrapper for scripts and the CLI: the same client on a private event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._runner = asyncio.Runner()
+        self.core = AsyncKuhrClient(*args, **kwargs)
+
+    def __enter__(self) -> KuhrClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self.core.aclose())
+        finally:
+            self._runner.close()
+
+    @property
+    def counters(self) -> ClientCounters:
+        return self.core.counters
+
+    def hent_praksiser(self) -> PraksisListe:
+        return self._runner.run(self.core.hent_praksiser())
+
+    def send_inn(self, melding: Behandlerkravmelding) -> SendInnResult:
+        return self._runner.run(self.core.send_inn(melding))
+
+    def hent_status(
+        self, fom: date | None = None, tom: date | None = None
+    ) -> BehandlerkravmeldingListe:
+        return self._runner.run(self.core.hent_status(fom, tom))
+
+    def hent_behandlerkravmelding(self, behandlerkravmelding_id: str) -> BehandlerkravmeldingListe:
+        return self._runner.run(self.core.hent_behandlerkravmelding(behandlerkravmelding_id))
+
+    def hent_jwks(self) -> dict[str, Any]:
+        return self._runner.run(self.core.hent_jwks())
+
+
+# --------------------------------------------------------------------------- from settings
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the configured KUHR is and who we are there (resolved from settings)."""
+
+    environment: Environment
+    label: str  # what the user sees: "SANDBOX (embedded)", "DEV", "PROD"
+    api_url: str
+    method: AuthMethod
+    client_id: str
+    token_url: str
+    audience: str
+    scope: str
+    signing_key: SigningKey
+    verify: bool | str = True
+    admin_url: str | None = None  # sandbox only
+    embedded: bool = False
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.environment is Environment.SANDBOX
+
+
+SANDBOX_INFO_FILE = "sandbox.json"
+
+
+def read_sandbox_info(state_dir: Path) -> dict[str, Any]:
+    """The `sandbox.json` a running standalone sandbox writes into its state directory."""
+    path = state_dir / SANDBOX_INFO_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no {SANDBOX_INFO_FILE} in kuhr.sandbox_state_dir {state_dir}: start the sandbox "
+            f"with `bkm-bridge sandbox --state-dir {state_dir}` or unset sandbox_state_dir"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or "api_url" not in data:
+        raise ConfigError(f"{path} is not a sandbox description (no api_url)")
+    return data
+
+
+def _sandbox_target(settings: Settings, info: dict[str, Any], embedded: bool) -> Target:
+    method = settings.auth.method
+    issuer = info.get(method.value) or {}
+    if "token_url" not in issuer:
+        raise ConfigError(f"the sandbox offers no {method.value} token service")
+    where = "embedded" if embedded else f"standalone at {info.get('base_url', info['api_url'])}"
+    return Target(
+        environment=Environment.SANDBOX,
+        label=f"SANDBOX ({where})",
+        api_url=info["api_url"],
+        method=method,
+        client_id=str(info.get("client_id", "bkm-bridge-sandbox")),
+        token_url=issuer["token_url"],
+        audience=issuer.get("audience", issuer["token_url"]),
+        scope=issuer.get("scope", SCOPES[method]),
+        signing_key=SigningKey.from_jwk_dict(info["private_jwk"]),
+        verify=True,
+        admin_url=info.get("admin_url"),
+        embedded=embedded,
+    )
+
+
+def resolve_target(
+    settings: Settings, sandbox_info: dict[str, Any] | None = None, *, embedded: bool = False
+) -> Target:
+    """Turn settings (+ a sandbox's info, for the sandbox) into concrete URLs and a key."""
+    env = settings.kuhr.environment
+    if env is Environment.SANDBOX:
+        if sandbox_info is None:
+            raise ConfigError("environment sandbox needs a running sandbox")
+        return _sandbox_target(settings, sandbox_info, embedded)
+    preset = PRESETS[env]
+    auth = settings.auth
+    if not auth.client_id:
+        raise ConfigError(
+            f"auth.client_id is not set: use the client id of your {auth.method.value} "
+            "client (see docs/going-live.md)"
+        )
+    if auth.method is AuthMethod.HELSEID:
+        token_url = auth.token_url or preset.helseid_token_url
+        audience = auth.audience or token_url
+    else:
+        token_url = auth.token_url or preset.maskinporten_token_url
+        audience = auth.audience or preset.maskinporten_issuer
+    return Target(
+        environment=env,
+        label=env.value.upper(),
+        api_url=(settings.kuhr.api_url or preset.api_url).rstrip("/"),
+        method=auth.method,
+        client_id=auth.client_id,
+        token_url=token_url,
+        audience=audience,
+        scope=auth.effective_scope,
+        signing_key=load_signing_key(auth),
+        verify=str(settings.kuhr.ca_bundle) if settings.kuhr.ca_bundle else True,
+    )
+
+
+def token_provider_for(
+    target: Target, settings: Settings, **kwargs: Any
+) -> MaskinportenTokenProvider | HelseIdTokenProvider:
+    return make_token_provider(
+        target.method,
+        signing_key=target.signing_key,
+        client_id=target.client_id,
+        token_url=target.token_url,
+        audience=target.audience,
+        scope=target.scope,
+        consumer_org=settings.auth.consumer_org,
+        dpop=settings.auth.dpop,
+        verify=target.verify,
+        timeout=settings.kuhr.read_timeout,
+        refresh_margin=settings.auth.refresh_margin_seconds,
+        **kwargs,
+    )
+
+
+def client_options(settings: Settings, target: Target) -> dict[str, Any]:
+    """Keyword arguments for `AsyncKuhrClient` / `KuhrClient` from the settings."""
+    k = settings.kuhr
+    return {
+        "jwe_profile": k.jwe_profile,
+        "jwe_zip": k.jwe_zip,
+        "connect_timeout": k.connect_timeout,
+        "read_timeout": k.read_timeout,
+        "retry": RetryPolicy(k.max_attempts, k.backoff_base, k.backoff_max, k.max_retry_after),
+        "verify": target.verify,
+        "max_concurrency": k.max_concurrency,
+    }
+
+
+@dataclass
+class Connection:
+    target: Target
+    client: KuhrClient
+    tokens: MaskinportenTokenProvider | HelseIdTokenProvider
+    sandbox: Any = None  # the embedded RunningSandbox, when there is one
+
+
+@contextmanager
+def connect(settings: Settings) -> Iterator[Connection]:
+    """A ready client for the configured KUHR; for the sandbox without a state dir, an
+    embedded sandbox runs for the duration of the block."""
+    with ExitStack() as stack:
+        info: dict[str, Any] | None = None
+        running = None
+        k = settings.kuhr
+        if k.environment is Environment.SANDBOX:
+            if k.sandbox_state_dir is not None:
+                info = read_sandbox_info(k.sandbox_state_dir)
+            else:
+                from bridge.sandbox import start_sandbox
+
+                running = stack.enter_context(start_sandbox(speed=k.sandbox_speed))
+                info = running.info
+        target = resolve_target(settings, info, embedded=running is not None)
+        tokens = token_provider_for(target, settings)
+        client = stack.enter_context(
+            KuhrClient(target.api_url, tokens, **client_options(settings, target))
+        )
+        yield Connection(target=target, client=client, tokens=tokens, sandbox=running)

@@ -1,0 +1,421 @@
+"""Apply the mapping tables in `mappings/` to a BehandlerKrav element → JSON BKM data.
+
+The table is the reviewed artefact (see mappings/README.md); this module only knows how to read
+it: a row is compiled once into a getter (an lxml `find` path with Clark names) and a converter,
+and applying the compiled plan is a walk over the rows. Nothing here knows field names except
+through the table, apart from the documented defaults (`count`, `guid`).
+
+Pure: no I/O after the tables are loaded. Bad values become `Problem`s, never exceptions.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+
+from bridge.problems import Problem, Severity
+
+OSLO = ZoneInfo("Europe/Oslo")
+BKM_NS_PREFIX = "http://www.kith.no/xmlstds/bkm/"
+ROOT_OBJECT = "behandlerkrav"
+# Derived GUIDs live in their own UUIDv5 namespace so they can never collide with EPJ GUIDs
+# by accident and are the same on every machine and every run.
+GUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:bkm-bridge:derived-regning-guid")
+
+
+def mappings_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "mappings"
+
+
+# --------------------------------------------------------------------------- converters
+
+
+class ValueProblem(ValueError):
+    """A value in the XML that cannot become the JSON field; the message is for people."""
+
+
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_INT = re.compile(r"^[+-]?\d+$")
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(Z|[+-]\d{2}:\d{2})?$")
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _bool(raw: str) -> bool | None:
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        return _BOOLS[value]
+    except KeyError:
+        raise ValueProblem(f"{value!r} is not a yes/no value (use true, false, 1 or 0)") from None
+
+
+def _int(raw: str) -> int | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not _INT.match(value):
+        raise ValueProblem(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _count(raw: str) -> int | None:
+    value = _int(raw)
+    if value is not None and value < 1:
+        raise ValueProblem(f"{value} is not a valid count (must be 1 or more)")
+    return value
+
+
+def _decimal(raw: str) -> Decimal | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not _DECIMAL.match(value):
+        hint = " (use a point, not a comma, as decimal separator)" if "," in value else ""
+        raise ValueProblem(f"{value!r} is not an amount{hint}")
+    try:
+        return Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
+        raise ValueProblem(f"{value!r} is not an amount") from None
+
+
+def _date(raw: str) -> date | None:
+    value = raw.strip()
+    if not value:
+        return None
+    match = _DATE.match(value)
+    if not match:
+        raise ValueProblem(f"{value!r} is not a date (expected YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        raise ValueProblem(f"{value!r} is not a real calendar date") from None
+
+
+def _datetime_oslo(raw: str) -> datetime | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if "T" not in value:
+        raise ValueProblem(f"{value!r} has no time of day (expected YYYY-MM-DDTHH:MM:SS)")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueProblem(f"{value!r} is not a valid date and time") from None
+    if parsed.tzinfo is None:
+        # Legacy files write Norwegian wall-clock time without offset. In the repeated
+        # autumn hour fold=0 picks the first (summer-time) occurrence.
+        parsed = parsed.replace(tzinfo=OSLO)
+    return parsed.replace(microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Converter:
+    parse: Callable[[str], Any]
+    # Called when the XML has no value; may return a default (and report it).
+    default: Callable[[dict[str, Any], _Scope], Any] | None = None
+
+
+def _default_count(obj: dict[str, Any], scope: _Scope) -> int:
+    del obj, scope
+    return 1
+
+
+def _derive_guid(obj: dict[str, Any], scope: _Scope) -> str:
+    nummer = obj.get("regningsnummer", "")
+    sender = scope.sender_identity or "ukjent-avsender"
+    derived = str(uuid.uuid5(GUID_NAMESPACE, f"{sender}|{nummer}"))
+    scope.problems.append(
+        Problem(
+            "GUID_DERIVED",
+            f"Regning {nummer or '(without RegningNr)'} has no GUID; using the derived GUID "
+            f"{derived} (the same on every run for this sender and RegningNr).",
+            line=scope.element.sourceline,
+            severity=Severity.WARNING,
+        )
+    )
+    return derived
+
+
+CONVERTERS: dict[str, Converter] = {
+    "text": Converter(_text),
+    "guid": Converter(_text, _derive_guid),
+    "bool": Converter(_bool),
+    "int": Converter(_int),
+    "count": Converter(_count, _default_count),
+    "decimal": Converter(_decimal),
+    "date": Converter(_date),
+    "datetime_oslo": Converter(_datetime_oslo),
+}
+
+
+# --------------------------------------------------------------------------- compiled plan
+
+
+@dataclass(frozen=True, slots=True)
+class _XmlPath:
+    """One alternative of an xml_path: climb `up` parents, `find` an element, maybe an attribute."""
+
+    up: int
+    find: str | None  # Clark-name path for lxml's find/findall; None: the element itself
+    attribute: str | None
+    source: str
+
+
+@dataclass(slots=True)
+class _FieldRule:
+    keys: tuple[str, ...]
+    paths: tuple[_XmlPath, ...]
+    converter: Converter
+    json_path: str
+
+
+@dataclass(slots=True)
+class _ListRule:
+    keys: tuple[str, ...]
+    path: _XmlPath
+    plan: _Plan
+    json_path: str
+
+
+@dataclass(slots=True)
+class _Plan:
+    fields: list[_FieldRule] = field(default_factory=list)
+    lists: list[_ListRule] = field(default_factory=list)
+
+    def list_plan(self, keys: tuple[str, ...], json_path: str) -> _Plan:
+        for rule in self.lists:
+            if rule.keys == keys:
+                return rule.plan
+        raise MappingTableError(f"{json_path}: its list row must come before it")
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    json_path: str
+    xml_path: str
+    converter: str
+    note: str
+
+
+class MappingTableError(Exception):
+    """The mapping table itself is wrong (a developer or reviewer error, not bad input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingTable:
+    namespace: str
+    source: Path
+    rows: tuple[TableRow, ...]
+    plan: _Plan
+    context_fields: tuple[tuple[str, str], ...]  # (json field, context name)
+
+
+def _compile_path(xml_path: str, ns: str) -> tuple[_XmlPath, ...]:
+    alternatives = []
+    for alt in xml_path.split("|"):
+        steps = [s for s in alt.strip().split("/") if s]
+        up = 0
+        while steps and steps[0] == "..":
+            steps.pop(0)
+            up += 1
+        attribute = steps.pop()[1:] if steps and steps[-1].startswith("@") else None
+        if any(s.startswith("@") or s == ".." for s in steps):
+            raise MappingTableError(f"unsupported xml_path {xml_path!r}")
+        find = "/".join(f"{{{ns}}}{s}" for s in steps) or None
+        alternatives.append(_XmlPath(up, find, attribute, alt.strip()))
+    return tuple(alternatives)
+
+
+def _split(json_path: str) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """'behandlerkrav.regninger[].takster[].kode' → ([('regninger',), ('takster',)], ('kode',))."""
+    pieces = [p.strip(".") for p in json_path.split("[]")]
+    if not pieces[0].startswith(ROOT_OBJECT):
+        raise MappingTableError(f"{json_path}: must start with {ROOT_OBJECT}")
+    pieces[0] = pieces[0][len(ROOT_OBJECT) :].strip(".")
+    lists = [tuple(p.split(".")) for p in pieces[:-1]]
+    last = tuple(pieces[-1].split(".")) if pieces[-1] else ()
+    return lists, last
+
+
+def compile_table(rows: Iterable[TableRow], namespace: str, source: Path) -> MappingTable:
+    root = _Plan()
+    context: list[tuple[str, str]] = []
+    kept = []
+    for row in rows:
+        kept.append(row)
+        if row.converter.startswith("context:"):
+            context.append((row.json_path, row.converter.split(":", 1)[1]))
+            continue
+        if row.converter == "none":
+            continue
+        lists, last = _split(row.json_path)
+        if row.converter == "each":
+            if last:
+                raise MappingTableError(f"{row.json_path}: an each row must end in []")
+            plan = root
+            for keys in lists[:-1]:
+                plan = plan.list_plan(keys, row.json_path)
+            (path,) = _compile_path(row.xml_path, namespace)
+            plan.lists.append(_ListRule(lists[-1], path, _Plan(), row.json_path))
+            continue
+        if row.converter not in CONVERTERS:
+            raise MappingTableError(f"{row.json_path}: unknown converter {row.converter!r}")
+        if not row.xml_path:
+            raise MappingTableError(f"{row.json_path}: converter needs an xml_path")
+        plan = root
+        for keys in lists:
+            plan = plan.list_plan(keys, row.json_path)
+        plan.fields.append(
+            _FieldRule(
+                last, _compile_path(row.xml_path, namespace), CONVERTERS[row.converter], row.json_path
+            )
+        )
+    return MappingTable(namespace, source, tuple(kept), root, tuple(context))
+
+
+def read_table_rows(path: Path) -> list[TableRow]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            TableRow(r["json_path"].strip(), r["xml_path"].strip(), r["converter"].strip(), r["note"])
+            for r in csv.DictReader(handle)
+        ]
+
+
+def namespace_for_table(path: Path) -> str:
+    """`bkm-2006-12-20.csv` serves `http://www.kith.no/xmlstds/bkm/2006-12-20`."""
+    return BKM_NS_PREFIX + path.stem.removeprefix("bkm-")
+
+
+@cache
+def tables() -> dict[str, MappingTable]:
+    found = {}
+    for path in sorted(mappings_dir().glob("bkm-*.csv")):
+        ns = namespace_for_table(path)
+        found[ns] = compile_table(read_table_rows(path), ns, path)
+    return found
+
+
+def table_for(namespace: str) -> MappingTable | None:
+    return tables().get(namespace)
+
+
+# --------------------------------------------------------------------------- applying
+
+
+@dataclass(slots=True)
+class _Scope:
+    element: etree._Element
+    sender_identity: str | None
+    problems: list[Problem]
+
+
+def _lookup(el: etree._Element, path: _XmlPath) -> tuple[str | None, etree._Element | None]:
+    target: etree._Element | None = el
+    for _ in range(path.up):
+        target = target.getparent() if target is not None else None
+    if target is not None and path.find is not None:
+        target = target.find(path.find)
+    if target is None:
+        return None, None
+    value = target.get(path.attribute) if path.attribute else target.text
+    return value, target
+
+
+def _put(obj: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        obj = obj.setdefault(key, {})
+    obj[keys[-1]] = value
+
+
+def _element_path(el: etree._Element) -> str:
+    parts = []
+    node: etree._Element | None = el
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        parts.append(name)
+        if name.startswith("BehandlerKrav"):
+            break
+        node = parent
+    return "/".join(reversed(parts))
+
+
+def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    missing_with_default: list[_FieldRule] = []
+    for rule in plan.fields:
+        raw = found = None
+        for path in rule.paths:
+            raw, found = _lookup(scope.element, path)
+            if raw is not None:
+                break
+        value = None
+        if raw is not None:
+            try:
+                value = rule.converter.parse(raw)
+            except ValueProblem as err:
+                where = found if found is not None else scope.element
+                scope.problems.append(
+                    Problem(
+                        "VALUE_INVALID",
+                        f"{rule.paths[0].source.split('|')[0]}: {err} (for {rule.json_path}).",
+                        line=where.sourceline,
+                        path=_element_path(where),
+                    )
+                )
+                continue
+        if value is not None:
+            _put(obj, rule.keys, value)
+        elif rule.converter.default is not None:
+            missing_with_default.append(rule)
+    for rule in missing_with_default:
+        _put(obj, rule.keys, rule.converter.default(obj, scope))
+    for list_rule in plan.lists:
+        base = scope.element
+        for _ in range(list_rule.path.up):
+            base = base.getparent()
+        elements = base.findall(list_rule.path.find) if list_rule.path.find else [base]
+        if elements:
+            entries = [
+                _apply(list_rule.plan, _Scope(el, scope.sender_identity, scope.problems))
+                for el in elements
+            ]
+            _put(obj, list_rule.keys, entries)
+    return obj
+
+
+def map_behandlerkrav(
+    krav: etree._Element, table: MappingTable, *, sender_identity: str | None
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The `behandlerkrav` object of the JSON BKM as plain data, plus value problems."""
+    problems: list[Problem] = []
+    data = _apply(table.plan, _Scope(krav, sender_identity, problems))
+    return data, problems
+
+
+def regning_elements(krav: etree._Element, table: MappingTable) -> list[etree._Element]:
+    """The elements behind `behandlerkrav.regninger[]` (to point problems at a line)."""
+    for rule in table.plan.lists:
+        if rule.keys == ("regninger",) and rule.path.find:
+            return krav.findall(rule.path.find)
+    return []
