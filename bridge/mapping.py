@@ -172,7 +172,7 @@ class _XmlPath:
     """One alternative of an xml_path: climb `up` parents, `find` an element, maybe an attribute."""
 
     up: int
-    find: str | None  # Clark-name path for lxml's find/findall; None: the element itself
+    steps: tuple[str, ...]  # Clark names of the elements to descend through; () = the element
     attribute: str | None
     source: str
 
@@ -237,8 +237,8 @@ def _compile_path(xml_path: str, ns: str) -> tuple[_XmlPath, ...]:
         attribute = steps.pop()[1:] if steps and steps[-1].startswith("@") else None
         if any(s.startswith("@") or s == ".." for s in steps):
             raise MappingTableError(f"unsupported xml_path {xml_path!r}")
-        find = "/".join(f"{{{ns}}}{s}" for s in steps) or None
-        alternatives.append(_XmlPath(up, find, attribute, alt.strip()))
+        clark = tuple(f"{{{ns}}}{s}" for s in steps)
+        alternatives.append(_XmlPath(up, clark, attribute, alt.strip()))
     return tuple(alternatives)
 
 
@@ -323,14 +323,47 @@ class _Scope:
     element: etree._Element
     sender_identity: str | None
     problems: list[Problem]
+    children: _Children
 
 
-def _lookup(el: etree._Element, path: _XmlPath) -> tuple[str | None, etree._Element | None]:
+class _Children:
+    """Children by tag, built once per element: every row then costs dict look-ups instead of
+    an ElementPath `find` (which dominated the conversion profile)."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self) -> None:
+        self._index: dict[etree._Element, dict[object, list[etree._Element]]] = {}
+
+    def of(self, el: etree._Element) -> dict[object, list[etree._Element]]:
+        found = self._index.get(el)
+        if found is None:
+            found = {}
+            for child in el:
+                found.setdefault(child.tag, []).append(child)
+            self._index[el] = found
+        return found
+
+    def follow(self, el: etree._Element | None, steps: tuple[str, ...]) -> list[etree._Element]:
+        current = [el] if el is not None else []
+        for step in steps:
+            if not current:
+                return []
+            current = self.of(current[0]).get(step, [])
+        return current
+
+
+def _lookup(
+    el: etree._Element, path: _XmlPath, children: _Children
+) -> tuple[str | None, etree._Element | None]:
     target: etree._Element | None = el
     for _ in range(path.up):
         target = target.getparent() if target is not None else None
-    if target is not None and path.find is not None:
-        target = target.find(path.find)
+    for step in path.steps:
+        if target is None:
+            return None, None
+        found = children.of(target).get(step)
+        target = found[0] if found else None
     if target is None:
         return None, None
     value = target.get(path.attribute) if path.attribute else target.text
@@ -338,6 +371,9 @@ def _lookup(el: etree._Element, path: _XmlPath) -> tuple[str | None, etree._Elem
 
 
 def _put(obj: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    if len(keys) == 1:
+        obj[keys[0]] = value
+        return
     for key in keys[:-1]:
         obj = obj.setdefault(key, {})
     obj[keys[-1]] = value
@@ -366,7 +402,7 @@ def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
     for rule in plan.fields:
         raw = found = None
         for path in rule.paths:
-            raw, found = _lookup(scope.element, path)
+            raw, found = _lookup(scope.element, path, scope.children)
             if raw is not None:
                 break
         value = None
@@ -394,10 +430,13 @@ def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
         base = scope.element
         for _ in range(list_rule.path.up):
             base = base.getparent()
-        elements = base.findall(list_rule.path.find) if list_rule.path.find else [base]
+        elements = scope.children.follow(base, list_rule.path.steps)
         if elements:
             entries = [
-                _apply(list_rule.plan, _Scope(el, scope.sender_identity, scope.problems))
+                _apply(
+                    list_rule.plan,
+                    _Scope(el, scope.sender_identity, scope.problems, scope.children),
+                )
                 for el in elements
             ]
             _put(obj, list_rule.keys, entries)
@@ -409,13 +448,13 @@ def map_behandlerkrav(
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The `behandlerkrav` object of the JSON BKM as plain data, plus value problems."""
     problems: list[Problem] = []
-    data = _apply(table.plan, _Scope(krav, sender_identity, problems))
+    data = _apply(table.plan, _Scope(krav, sender_identity, problems, _Children()))
     return data, problems
 
 
 def regning_elements(krav: etree._Element, table: MappingTable) -> list[etree._Element]:
     """The elements behind `behandlerkrav.regninger[]` (to point problems at a line)."""
     for rule in table.plan.lists:
-        if rule.keys == ("regninger",) and rule.path.find:
-            return krav.findall(rule.path.find)
+        if rule.keys == ("regninger",):
+            return _Children().follow(krav, rule.path.steps)
     return []

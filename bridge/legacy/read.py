@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 from dataclasses import dataclass
 
 from lxml import etree
@@ -71,8 +72,19 @@ class ReadError(Exception):
         self.problem = problem
 
 
+_local_state = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    # A fresh parser per document: parsers are not thread-safe and their error log accumulates.
+    # One parser per thread: lxml parsers are not thread-safe, and making one per document
+    # costs as much as parsing a small claim. Errors are read from the exception, not the log.
+    parser = getattr(_local_state, "parser", None)
+    if parser is None:
+        parser = _local_state.parser = _new_parser()
+    return parser
+
+
+def _new_parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -223,15 +235,17 @@ def _local(el: etree._Element) -> str:
 
 
 def _children(el: etree._Element, name: str) -> list[etree._Element]:
-    return [c for c in el if _local(c) == name]
+    return [c for c in el if isinstance(c.tag, str) and c.tag.rpartition("}")[2] == name]
 
 
 def _child(el: etree._Element | None, *names: str) -> etree._Element | None:
+    """The first child named names[0], then its first child named names[1], …"""
     for name in names:
         if el is None:
             return None
-        found = _children(el, name)
-        el = found[0] if found else None
+        el = next(
+            (c for c in el if isinstance(c.tag, str) and c.tag.rpartition("}")[2] == name), None
+        )
     return el
 
 
@@ -303,36 +317,52 @@ def _from_msghead(
     )
 
 
+# Elements of MsgInfo whose children hold the sender's and receiver's facts.
+_FACT_CONTAINERS = frozenset({"Sender", "Receiver", "Organisation", "HealthcareProfessional"})
+
+
 def _msghead_facts(root: etree._Element, kind: str) -> Envelope:
+    """One walk over MsgInfo collecting texts by path and Idents by owner (cheaper than a
+    lookup per fact, which showed in the conversion profile)."""
     info = _child(root, "MsgInfo")
-    sender = _child(info, "Sender", "Organisation")
-    receiver = _child(info, "Receiver", "Organisation")
-    msg_type = _child(info, "Type")
-    idents = _idents(sender) if sender is not None else {}
-    hcp = _child(sender, "HealthcareProfessional")
-    hcp_idents = _idents(hcp) if hcp is not None else {}
+    texts: dict[tuple[str, ...], etree._Element] = {}
+    idents: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def walk(el: etree._Element, path: tuple[str, ...]) -> None:
+        for child in el:
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue
+            name = tag.rpartition("}")[2]
+            if name == "Ident":
+                type_id = _child(child, "TypeId")
+                value = _text(_child(child, "Id"))
+                if type_id is not None and value:
+                    owner = idents.setdefault(path, {})
+                    owner.setdefault((type_id.get("V") or "").upper(), value)
+            elif name in _FACT_CONTAINERS:
+                walk(child, (*path, name))
+            else:
+                texts.setdefault((*path, name), child)
+
+    if info is not None:
+        walk(info, ())
+    sender = ("Sender", "Organisation")
+    hcp = (*sender, "HealthcareProfessional")
+    sender_ids = idents.get(sender, {})
+    msg_type = texts.get(("Type",))
     return Envelope(
         kind=kind,
-        msg_id=_text(_child(info, "MsgId")),
-        gen_date=_text(_child(info, "GenDate")),
+        msg_id=_text(texts.get(("MsgId",))),
+        gen_date=_text(texts.get(("GenDate",))),
         msg_type=msg_type.get("V") if msg_type is not None else None,
-        mig_version=_text(_child(info, "MIGversion")),
-        sender_name=_text(_child(sender, "OrganisationName")),
-        sender_orgnr=idents.get("ENH"),
-        sender_her=idents.get("HER"),
-        sender_hpr=hcp_idents.get("HPR") or idents.get("HPR"),
-        receiver_orgnr=(_idents(receiver) if receiver is not None else {}).get("ENH"),
+        mig_version=_text(texts.get(("MIGversion",))),
+        sender_name=_text(texts.get((*sender, "OrganisationName"))),
+        sender_orgnr=sender_ids.get("ENH"),
+        sender_her=sender_ids.get("HER"),
+        sender_hpr=idents.get(hcp, {}).get("HPR") or sender_ids.get("HPR"),
+        receiver_orgnr=idents.get(("Receiver", "Organisation"), {}).get("ENH"),
     )
-
-
-def _idents(el: etree._Element) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for ident in _children(el, "Ident"):
-        type_id = _child(ident, "TypeId")
-        value = _text(_child(ident, "Id"))
-        if type_id is not None and value:
-            found.setdefault((type_id.get("V") or "").upper(), value)
-    return found
 
 
 def _from_base64(el: etree._Element, *, depth: int, prefix: str) -> LegacyDocument:

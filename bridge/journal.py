@@ -1,0 +1,370 @@
+"""The journal: SQLite state of every file version, the only source of truth for "done".
+
+A file version is (path, sha256). It walks through states:
+
+    seen ─► rejected                          (local problems; final until the file changes)
+      │
+      └──► converted ─► submitting ─► submitted ─► controlled ─► paid | no_payment
+                           │             │
+                           │             └──► feil_i_melding   (KUHR's technical control said no)
+                           └──► (crash) reconciled against KUHR before anything is sent again
+    seen ─► duplicate      (the same content was already submitted from another version)
+    seen ─► skipped        (not a BKM, e.g. an AppRec; ignored quietly)
+    any  ─► failed         (transient trouble; retried when due, or by `bkm-bridge retry`)
+
+Every state is committed *before* the side effect it announces (the POST happens after
+`submitting` is on disk), so a crash at any instant resumes without loss and without a second
+submission. Several processes may share one journal: a row is worked on only under a lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class State(StrEnum):
+    SEEN = "seen"
+    REJECTED = "rejected"
+    CONVERTED = "converted"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    FEIL_I_MELDING = "feil_i_melding"
+    CONTROLLED = "controlled"
+    PAID = "paid"
+    NO_PAYMENT = "no_payment"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+# States after which the claim is at KUHR (or may be: `submitting` is in flight).
+SENT_STATES = frozenset(
+    {
+        State.SUBMITTING,
+        State.SUBMITTED,
+        State.CONTROLLED,
+        State.PAID,
+        State.NO_PAYMENT,
+    }
+)
+# States that end the work on a version, whatever is configured to follow.
+TERMINAL_STATES = frozenset(
+    {State.REJECTED, State.FEIL_I_MELDING, State.PAID, State.NO_PAYMENT, State.DUPLICATE,
+     State.SKIPPED}
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    praksis_id TEXT,
+    behandlerkravmelding_id TEXT,
+    duplicate_of INTEGER REFERENCES versions(id),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_at REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    submit_started_at REAL,
+    claim_digest TEXT,
+    detail TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (path, sha256)
+);
+CREATE INDEX IF NOT EXISTS versions_sha ON versions (sha256);
+CREATE INDEX IF NOT EXISTS versions_due ON versions (state, due_at);
+CREATE INDEX IF NOT EXISTS versions_kuhr ON versions (behandlerkravmelding_id);
+CREATE TABLE IF NOT EXISTS events (
+    version_id INTEGER NOT NULL REFERENCES versions(id),
+    at REAL NOT NULL,
+    state TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS events_version ON events (version_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    id: int
+    path: str
+    sha256: str
+    size: int
+    state: State
+    praksis_id: str | None
+    behandlerkravmelding_id: str | None
+    duplicate_of: int | None
+    attempts: int
+    due_at: float
+    lease_owner: str | None
+    lease_until: float
+    submit_started_at: float | None
+    claim_digest: str | None
+    detail: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Version:
+        data = dict(row)
+        data["state"] = State(data["state"])
+        data["detail"] = json.loads(data["detail"] or "{}")
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+    state: State
+    note: str | None
+
+
+def default_owner() -> str:
+    """Who holds a lease: host, process and a random part (a restarted process is new)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JournalError(Exception):
+    pass
+
+
+class Journal:
+    """Thread-safe handle on the journal database (one connection per thread)."""
+
+    def __init__(self, path: Path, *, owner: str | None = None, clock=time.time) -> None:
+        self.path = path
+        self.owner = owner or default_owner()
+        self._clock = clock
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db().executescript(_SCHEMA)  # executescript manages its own transaction
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def check_writable(self) -> None:
+        """Raise if a write cannot be committed (used by health checks)."""
+        with self._tx() as db:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS _probe (x)")
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, version_id: int) -> Version:
+        row = self._db().execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no file version {version_id}")
+        return Version.from_row(row)
+
+    def find(self, path: str, sha256: str) -> Version | None:
+        row = self._db().execute(
+            "SELECT * FROM versions WHERE path = ? AND sha256 = ?", (path, sha256)
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def latest_for_path(self, path: str) -> Version | None:
+        row = self._db().execute(
+            "SELECT * FROM versions WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def by_kuhr_id(self, behandlerkravmelding_id: str) -> Version | None:
+        row = self._db().execute(
+            "SELECT * FROM versions WHERE behandlerkravmelding_id = ?", (behandlerkravmelding_id,)
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def versions(
+        self, states: Iterable[State] | None = None, *, limit: int | None = None
+    ) -> list[Version]:
+        sql = "SELECT * FROM versions"
+        args: list[Any] = []
+        if states is not None:
+            wanted = [s.value for s in states]
+            sql += f" WHERE state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        sql += " ORDER BY updated_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Version.from_row(r) for r in self._db().execute(sql, args)]
+
+    def due(self, states: Iterable[State], *, now: float | None = None) -> list[Version]:
+        """Versions in these states whose next step is due and that nobody else holds."""
+        now = self._clock() if now is None else now
+        wanted = [s.value for s in states]
+        rows = self._db().execute(
+            f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) "
+            "AND due_at <= ? AND (lease_until < ? OR lease_owner = ?) ORDER BY due_at, id",
+            (*wanted, now, now, self.owner),
+        )
+        return [Version.from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db().execute("SELECT state, COUNT(*) FROM versions GROUP BY state")
+        return {state: n for state, n in rows}
+
+    def events(self, version_id: int) -> list[Event]:
+        rows = self._db().execute(
+            "SELECT at, state, note FROM events WHERE version_id = ? ORDER BY rowid", (version_id,)
+        )
+        return [Event(at, State(state), note) for at, state, note in rows]
+
+    def oldest_unfinished(self) -> float | None:
+        """Creation time of the oldest version not yet in a terminal state (for metrics)."""
+        done = [s.value for s in TERMINAL_STATES]
+        row = self._db().execute(
+            f"SELECT MIN(created_at) FROM versions WHERE state NOT IN ({','.join('?' * len(done))})",
+            done,
+        ).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ writing
+
+    def record_seen(self, path: str, sha256: str, size: int) -> tuple[Version, bool]:
+        """Register a file version; returns (version, created). An existing (path, sha256)
+        is returned as it is: the same bytes at the same path are the same version."""
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM versions WHERE path = ? AND sha256 = ?", (path, sha256)
+            ).fetchone()
+            if row is not None:
+                return Version.from_row(row), False
+            cur = db.execute(
+                "INSERT INTO versions (path, sha256, size, state, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (path, sha256, size, State.SEEN.value, now, now),
+            )
+            version_id = cur.lastrowid
+            db.execute(
+                "INSERT INTO events (version_id, at, state, note) VALUES (?, ?, ?, ?)",
+                (version_id, now, State.SEEN.value, None),
+            )
+            row = db.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
+            return Version.from_row(row), True
+
+    def sent_version_with_content(self, sha256: str, *, excluding: int) -> Version | None:
+        """An earlier version with the same bytes that reached KUHR (or is on its way)."""
+        sent = [s.value for s in SENT_STATES]
+        row = self._db().execute(
+            f"SELECT * FROM versions WHERE sha256 = ? AND id != ? AND state IN "
+            f"({','.join('?' * len(sent))}) ORDER BY id LIMIT 1",
+            (sha256, excluding, *sent),
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def transition(
+        self,
+        version_id: int,
+        state: State,
+        *,
+        note: str | None = None,
+        expect: Iterable[State] | None = None,
+        detail: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Version:
+        """Move a version to `state` (committed before returning), with an event row.
+
+        `expect`: the states it may come from; anything else raises (someone else moved it).
+        `detail`: merged into the stored detail JSON. Other keyword fields are columns.
+        """
+        allowed = {"praksis_id", "behandlerkravmelding_id", "duplicate_of", "attempts", "due_at",
+                   "submit_started_at", "claim_digest", "lease_until", "lease_owner"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise JournalError(f"unknown journal fields {sorted(unknown)}")
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"no file version {version_id}")
+            current = Version.from_row(row)
+            if expect is not None and current.state not in set(expect):
+                raise JournalError(
+                    f"version {version_id} is {current.state}, expected one of "
+                    f"{sorted(s.value for s in expect)}"
+                )
+            merged = {**current.detail, **(detail or {})}
+            sets = ["state = ?", "updated_at = ?", "detail = ?"]
+            args: list[Any] = [state.value, now, json.dumps(merged, default=str)]
+            for name, value in fields.items():
+                sets.append(f"{name} = ?")
+                args.append(value)
+            db.execute(f"UPDATE versions SET {', '.join(sets)} WHERE id = ?", (*args, version_id))
+            if state != current.state or note:
+                db.execute(
+                    "INSERT INTO events (version_id, at, state, note) VALUES (?, ?, ?, ?)",
+                    (version_id, now, state.value, note),
+                )
+            row = db.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
+            return Version.from_row(row)
+
+    def acquire(self, version_id: int, *, seconds: float) -> bool:
+        """Take (or renew) the lease on a version; False if another owner holds it."""
+        now = self._clock()
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE versions SET lease_owner = ?, lease_until = ? "
+                "WHERE id = ? AND (lease_until < ? OR lease_owner = ?)",
+                (self.owner, now + seconds, version_id, now, self.owner),
+            )
+            return cur.rowcount == 1
+
+    def release(self, version_id: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE versions SET lease_owner = NULL, lease_until = 0 "
+                "WHERE id = ? AND lease_owner = ?",
+                (version_id, self.owner),
+            )
+
+    def requeue(self, version_id: int, *, note: str) -> Version:
+        """Operator's retry: a failed or rejected version goes back to the start."""
+        version = self.get(version_id)
+        if version.state not in {State.FAILED, State.REJECTED}:
+            raise JournalError(
+                f"{version.path} is {version.state}; only failed or rejected files can be retried"
+            )
+        return self.transition(version_id, State.SEEN, note=note, attempts=0, due_at=0.0)
