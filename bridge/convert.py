@@ -155,7 +155,8 @@ def _too_large(size: int, limit: int) -> Problem:
     return Problem(
         "FILE_TOO_LARGE",
         f"The file is {size:,} bytes; the limit is {limit:,} bytes (setting max_file_bytes). "
-        "A behandlerkravmelding this large is almost certainly not one; split it or raise the limit.",
+        "A behandlerkravmelding this large is almost certainly not one; split it or raise "
+        "the limit.",
     )
 
 
@@ -182,9 +183,13 @@ def _model_problems(
     for item in err.errors(include_url=False):
         loc = item["loc"]
         line = krav.sourceline
-        if len(loc) >= 2 and loc[0] == "regninger" and isinstance(loc[1], int):
-            if loc[1] < len(regninger):
-                line = regninger[loc[1]].sourceline
+        if (
+            len(loc) >= 2
+            and loc[0] == "regninger"
+            and isinstance(loc[1], int)
+            and loc[1] < len(regninger)
+        ):
+            line = regninger[loc[1]].sourceline
         problems.append(
             Problem(
                 "MODEL_INVALID",

@@ -61,8 +61,14 @@ SENT_STATES = frozenset(
 )
 # States that end the work on a version, whatever is configured to follow.
 TERMINAL_STATES = frozenset(
-    {State.REJECTED, State.FEIL_I_MELDING, State.PAID, State.NO_PAYMENT, State.DUPLICATE,
-     State.SKIPPED}
+    {
+        State.REJECTED,
+        State.FEIL_I_MELDING,
+        State.PAID,
+        State.NO_PAYMENT,
+        State.DUPLICATE,
+        State.SKIPPED,
+    }
 )
 
 _SCHEMA = """
@@ -198,21 +204,30 @@ class Journal:
         return Version.from_row(row)
 
     def find(self, path: str, sha256: str) -> Version | None:
-        row = self._db().execute(
-            "SELECT * FROM versions WHERE path = ? AND sha256 = ?", (path, sha256)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT * FROM versions WHERE path = ? AND sha256 = ?", (path, sha256))
+            .fetchone()
+        )
         return Version.from_row(row) if row else None
 
     def latest_for_path(self, path: str) -> Version | None:
-        row = self._db().execute(
-            "SELECT * FROM versions WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT * FROM versions WHERE path = ? ORDER BY id DESC LIMIT 1", (path,))
+            .fetchone()
+        )
         return Version.from_row(row) if row else None
 
     def by_kuhr_id(self, behandlerkravmelding_id: str) -> Version | None:
-        row = self._db().execute(
-            "SELECT * FROM versions WHERE behandlerkravmelding_id = ?", (behandlerkravmelding_id,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT * FROM versions WHERE behandlerkravmelding_id = ?",
+                (behandlerkravmelding_id,),
+            )
+            .fetchone()
+        )
         return Version.from_row(row) if row else None
 
     def versions(
@@ -254,10 +269,12 @@ class Journal:
     def oldest_unfinished(self) -> float | None:
         """Creation time of the oldest version not yet in a terminal state (for metrics)."""
         done = [s.value for s in TERMINAL_STATES]
-        row = self._db().execute(
-            f"SELECT MIN(created_at) FROM versions WHERE state NOT IN ({','.join('?' * len(done))})",
-            done,
-        ).fetchone()
+        marks = ",".join("?" * len(done))
+        row = (
+            self._db()
+            .execute(f"SELECT MIN(created_at) FROM versions WHERE state NOT IN ({marks})", done)
+            .fetchone()
+        )
         return row[0] if row else None
 
     # ------------------------------------------------------------------ writing
@@ -288,11 +305,15 @@ class Journal:
     def sent_version_with_content(self, sha256: str, *, excluding: int) -> Version | None:
         """An earlier version with the same bytes that reached KUHR (or is on its way)."""
         sent = [s.value for s in SENT_STATES]
-        row = self._db().execute(
-            f"SELECT * FROM versions WHERE sha256 = ? AND id != ? AND state IN "
-            f"({','.join('?' * len(sent))}) ORDER BY id LIMIT 1",
-            (sha256, excluding, *sent),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                f"SELECT * FROM versions WHERE sha256 = ? AND id != ? AND state IN "
+                f"({','.join('?' * len(sent))}) ORDER BY id LIMIT 1",
+                (sha256, excluding, *sent),
+            )
+            .fetchone()
+        )
         return Version.from_row(row) if row else None
 
     def transition(
@@ -310,8 +331,17 @@ class Journal:
         `expect`: the states it may come from; anything else raises (someone else moved it).
         `detail`: merged into the stored detail JSON. Other keyword fields are columns.
         """
-        allowed = {"praksis_id", "behandlerkravmelding_id", "duplicate_of", "attempts", "due_at",
-                   "submit_started_at", "claim_digest", "lease_until", "lease_owner"}
+        allowed = {
+            "praksis_id",
+            "behandlerkravmelding_id",
+            "duplicate_of",
+            "attempts",
+            "due_at",
+            "submit_started_at",
+            "claim_digest",
+            "lease_until",
+            "lease_owner",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise JournalError(f"unknown journal fields {sorted(unknown)}")

@@ -283,7 +283,10 @@ def compile_table(rows: Iterable[TableRow], namespace: str, source: Path) -> Map
             plan = plan.list_plan(keys, row.json_path)
         plan.fields.append(
             _FieldRule(
-                last, _compile_path(row.xml_path, namespace), CONVERTERS[row.converter], row.json_path
+                last,
+                _compile_path(row.xml_path, namespace),
+                CONVERTERS[row.converter],
+                row.json_path,
             )
         )
     return MappingTable(namespace, source, tuple(kept), root, tuple(context))
@@ -292,7 +295,9 @@ def compile_table(rows: Iterable[TableRow], namespace: str, source: Path) -> Map
 def read_table_rows(path: Path) -> list[TableRow]:
     with path.open(encoding="utf-8", newline="") as handle:
         return [
-            TableRow(r["json_path"].strip(), r["xml_path"].strip(), r["converter"].strip(), r["note"])
+            TableRow(
+                r["json_path"].strip(), r["xml_path"].strip(), r["converter"].strip(), r["note"]
+            )
             for r in csv.DictReader(handle)
         ]
 

@@ -87,9 +87,7 @@ class Eea(_Claim):
     gyldighetFra: str | None = Field(
         None, validation_alias=AliasChoices("gyldighetFra", "eeaGyldighetFra")
     )
-    gyldighet: str | None = Field(
-        None, validation_alias=AliasChoices("gyldighet", "eeaGyldighet")
-    )
+    gyldighet: str | None = Field(None, validation_alias=AliasChoices("gyldighet", "eeaGyldighet"))
     utstedelsesdato: str | None = None
 
 

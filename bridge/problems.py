@@ -24,12 +24,20 @@ PROBLEM_CODES: dict[str, str] = {
     "NOT_XML": "The file is not XML at all (no '<' where a document should start).",
     "XML_MALFORMED": "The XML is not well-formed: broken tags, truncated, or bad characters.",
     "ENCODING_INVALID": "The bytes do not match the declared or detected character encoding.",
-    "ENCODING_MISMATCH": "The file declares one encoding but its bytes are in another (æøå would break).",
+    "ENCODING_MISMATCH": (
+        "The file declares one encoding but its bytes are in another (æøå would break)."
+    ),
     "DTD_FORBIDDEN": "The file has a DOCTYPE or entity declarations; these are refused for safety.",
-    "UNKNOWN_NAMESPACE": "The root or claim element is in a namespace no installed schema knows.",
-    "NOT_A_BKM": "The XML is a known message type but not a behandlerkravmelding (e.g. an AppRec).",
-    "ENVELOPE_INVALID": "The MsgHead or Base64Container envelope is broken or holds no BehandlerKrav.",
-    "SCHEMA_INVALID": "The claim does not follow the BKM schema (missing, extra or malformed element).",
+    "UNKNOWN_NAMESPACE": ("The root or claim element is in a namespace no installed schema knows."),
+    "NOT_A_BKM": (
+        "The XML is a known message type but not a behandlerkravmelding (e.g. an AppRec)."
+    ),
+    "ENVELOPE_INVALID": (
+        "The MsgHead or Base64Container envelope is broken or holds no BehandlerKrav."
+    ),
+    "SCHEMA_INVALID": (
+        "The claim does not follow the BKM schema (missing, extra or malformed element)."
+    ),
     "VALUE_INVALID": "A value cannot be converted (bad date, amount, number or boolean).",
     "COUNT_MISMATCH": "Krav/AntallRegninger differs from the number of Enkeltregning elements.",
     "SUM_MISMATCH": "Krav/SumKravSamlet differs from the sum of the regninger's amounts.",

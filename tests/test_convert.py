@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -27,6 +28,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         encoding="utf-8",
         cwd=cwd or ROOT,
         timeout=120,
+        env={**os.environ, "COLUMNS": "100"},
     )
 
 
@@ -103,13 +105,24 @@ def test_bare_behandlerkrav_and_base64_container_give_the_same_claim() -> None:
         + b"</soap:Body></soap:Envelope>"
     )
     ctx = ConvertContext(praksis_id="1000005649")
-    results = {name: convert(data, ctx) for name, data in
-               {"msghead": msghead, "bare": bare, "base64": container, "soap": soap}.items()}
+    results = {
+        name: convert(data, ctx)
+        for name, data in {
+            "msghead": msghead,
+            "bare": bare,
+            "base64": container,
+            "soap": soap,
+        }.items()
+    }
     for name, result in results.items():
         assert result.ok, (name, result.problems)
     kinds = {name: r.envelope.kind for name, r in results.items() if r.envelope}
-    assert kinds == {"msghead": "msghead", "bare": "bare", "base64": "base64+msghead",
-                     "soap": "soap+msghead"}
+    assert kinds == {
+        "msghead": "msghead",
+        "bare": "bare",
+        "base64": "base64+msghead",
+        "soap": "soap+msghead",
+    }
     claims = {name: to_jsonable(r.melding) for name, r in results.items() if r.melding}
     assert claims["bare"] == claims["msghead"] == claims["base64"] == claims["soap"]
     assert results["base64"].envelope.msg_id == "6f1c2d8e-1b4a-4c55-9a57-0c9d3f6b2a10"
@@ -117,12 +130,19 @@ def test_bare_behandlerkrav_and_base64_container_give_the_same_claim() -> None:
 
 @pytest.mark.parametrize(
     ("encoding", "bom"),
-    [("UTF-8", b""), ("UTF-8", b"\xef\xbb\xbf"), ("ISO-8859-1", b""), ("windows-1252", b""),
-     ("UTF-16", None)],
+    [
+        ("UTF-8", b""),
+        ("UTF-8", b"\xef\xbb\xbf"),
+        ("ISO-8859-1", b""),
+        ("windows-1252", b""),
+        ("UTF-16", None),
+    ],
 )
 def test_encodings_keep_norwegian_letters(encoding: str, bom: bytes | None) -> None:
     text = _bare_bkm().decode().replace('encoding="UTF-8"', f'encoding="{encoding}"')
-    text = text.replace("<FamilyName>Etternavn</FamilyName>", "<FamilyName>Ærøy-Blåbærsen</FamilyName>")
+    text = text.replace(
+        "<FamilyName>Etternavn</FamilyName>", "<FamilyName>Ærøy-Blåbærsen</FamilyName>"
+    )
     data = text.encode("utf-16") if bom is None else bom + text.encode(encoding)
     result = convert(data, ConvertContext(praksis_id="1"))
     assert result.ok, result.problems
@@ -156,7 +176,9 @@ def test_convert_folder_writes_one_json_per_file_and_reports_bad_ones(tmp_path: 
 def test_convert_folder_all_good_exits_zero(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.xml").write_bytes((FIXTURES / "alle-felter.xml").read_bytes())
-    proc = run_cli("convert", str(tmp_path / "in"), "--praksis-id", "1", "--out", str(tmp_path / "o"))
+    proc = run_cli(
+        "convert", str(tmp_path / "in"), "--praksis-id", "1", "--out", str(tmp_path / "o")
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "x.json").is_file()
 
@@ -173,15 +195,27 @@ def test_validate_prints_ok_or_problems() -> None:
 def test_usage_errors_exit_two(tmp_path: Path) -> None:
     assert run_cli("convert", str(FIXTURES / "alle-felter.xml")).returncode == 2  # no praksis id
     two_files = run_cli(
-        "convert", str(FIXTURES / "alle-felter.xml"), str(FIXTURES / "seed-arbeidsflyt.xml"),
-        "--praksis-id", "1",
+        "convert",
+        str(FIXTURES / "alle-felter.xml"),
+        str(FIXTURES / "seed-arbeidsflyt.xml"),
+        "--praksis-id",
+        "1",
     )
     assert two_files.returncode == 2
     assert run_cli("no-such-command").returncode == 2
 
 
 def test_python_dash_m_and_console_script_are_the_same() -> None:
-    proc = run_cli("--help")
-    assert proc.returncode == 0
-    for command in ("convert", "validate", "sandbox"):
-        assert command in proc.stdout
+    via_module = run_cli("--help")
+    script = Path(sys.executable).with_name("bkm-bridge")
+    via_script = subprocess.run(
+        [str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert via_module.returncode == via_script.returncode == 0
+    for command in ("convert", "validate", "sandbox", "praksis", "submit", "status"):
+        assert command in via_module.stdout
+        assert command in via_script.stdout

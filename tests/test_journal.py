@@ -49,7 +49,9 @@ def test_transitions_are_recorded_with_history(journal: Journal, clock: FakeCloc
     clock.now += 1
     journal.transition(v.id, State.CONVERTED, praksis_id="1004326178", detail={"regninger": 3})
     clock.now += 1
-    journal.transition(v.id, State.SUBMITTING, expect=[State.CONVERTED], submit_started_at=clock.now)
+    journal.transition(
+        v.id, State.SUBMITTING, expect=[State.CONVERTED], submit_started_at=clock.now
+    )
     done = journal.transition(
         v.id, State.SUBMITTED, behandlerkravmelding_id="5138fbfe", detail={"status": "mottatt"}
     )
@@ -57,7 +59,10 @@ def test_transitions_are_recorded_with_history(journal: Journal, clock: FakeCloc
     assert done.praksis_id == "1004326178"
     assert done.detail == {"regninger": 3, "status": "mottatt"}
     assert [e.state for e in journal.events(v.id)] == [
-        State.SEEN, State.CONVERTED, State.SUBMITTING, State.SUBMITTED
+        State.SEEN,
+        State.CONVERTED,
+        State.SUBMITTING,
+        State.SUBMITTED,
     ]
     assert journal.by_kuhr_id("5138fbfe").id == v.id
     assert journal.counts() == {"submitted": 1}

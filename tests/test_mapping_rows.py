@@ -7,7 +7,6 @@ The expected values are written by hand from the official mapping table
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,9 @@ def bkm(
     behandling: str = "",
     takster: str = '<Takst><Verdi V="100.00" U="NOK"/><Kode>2ad</Kode><Antall>1</Antall></Takst>',
     refusjon: str = '<Refusjon V="100.00" U="NOK"/>',
-    krav: str = '<Krav><AntallRegninger>1</AntallRegninger><SumKravSamlet V="100.00" U="NOK"/></Krav>',
+    krav: str = (
+        '<Krav><AntallRegninger>1</AntallRegninger><SumKravSamlet V="100.00" U="NOK"/></Krav>'
+    ),
     guid: str = "<GUID>11111111-2222-3333-4444-555555555555</GUID>",
 ) -> bytes:
     patient_el = f"<Patient>{patient}</Patient>" if patient else ""
@@ -267,8 +268,7 @@ CASES: dict[str, tuple[bytes, Any, Any]] = {
             takster='<Takst><Verdi V="15.00"/><Kode>2ad</Kode></Takst>'
             '<Takst><Verdi V="255.00"/><Kode>2cd</Kode><Antall>1</Antall></Takst>',
             refusjon='<Refusjon V="270.00"/>',
-            krav="<Krav><AntallRegninger>1</AntallRegninger>"
-            '<SumKravSamlet V="270.00"/></Krav>',
+            krav='<Krav><AntallRegninger>1</AntallRegninger><SumKravSamlet V="270.00"/></Krav>',
         ),
         lambda d: [t["kode"] for t in regning(d)["takster"]],
         ["2ad", "2cd"],
@@ -306,9 +306,7 @@ CASES: dict[str, tuple[bytes, Any, Any]] = {
         "11M",
     ),
     "behandlerkrav.regninger[].belop": (
-        bkm(
-            refusjon='<SumKrav><EgenandelHonorar V="0"/><Refusjon V="100.00" U="NOK"/></SumKrav>'
-        ),
+        bkm(refusjon='<SumKrav><EgenandelHonorar V="0"/><Refusjon V="100.00" U="NOK"/></SumKrav>'),
         lambda d: regning(d)["belop"],
         Decimal("100.00"),
     ),
@@ -386,9 +384,14 @@ def test_datotid_becomes_oslo_time(local: str, expected: str) -> None:
     assert regning(json_of(xml))["tidspunkt"] == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("false", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("true", True), ("1", True), ("false", False), ("0", False)]
+)
 def test_booleans(text: str, expected: bool) -> None:
-    assert regning(json_of(bkm(regning=f"<Kreditering>{text}</Kreditering>")))["kreditering"] is expected
+    assert (
+        regning(json_of(bkm(regning=f"<Kreditering>{text}</Kreditering>")))["kreditering"]
+        is expected
+    )
 
 
 def test_amounts_keep_their_digits_and_sign() -> None:
@@ -402,4 +405,3 @@ def test_amounts_keep_their_digits_and_sign() -> None:
     assert regning(data)["belop"] == Decimal("-435.50")
     assert str(regning(data)["belop"]) == "-435.50"
     assert data["behandlerkrav"]["belop"] == Decimal("-435.5")
-

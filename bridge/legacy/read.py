@@ -255,7 +255,9 @@ def _text(el: etree._Element | None) -> str | None:
     return el.text.strip() or None
 
 
-def _unwrap(root: etree._Element, encoding: str | None, *, depth: int, prefix: str) -> LegacyDocument:
+def _unwrap(
+    root: etree._Element, encoding: str | None, *, depth: int, prefix: str
+) -> LegacyDocument:
     name = _local(root)
     if name == BKM_LOCALNAME:
         return LegacyDocument(root, Envelope(kind=prefix + "bare"), encoding)
@@ -410,4 +412,3 @@ def _from_soap(
             line=body.sourceline,
         )
     )
-
