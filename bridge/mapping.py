@@ -194,9 +194,46 @@ class _ListRule:
 
 
 @dataclass(slots=True)
+class _Node:
+    """One element step of the plan's paths. Walking the XML against this trie visits each
+    needed element once, instead of one lookup per row (the conversion's hottest loop)."""
+
+    children: dict[str, _Node] = field(default_factory=dict)  # first child with this tag
+    every: dict[str, int] = field(default_factory=dict)  # all children with this tag → list rule
+    captures: list[tuple[int, int, str | None]] = field(default_factory=list)  # field, alt, attr
+
+
+@dataclass(slots=True)
 class _Plan:
     fields: list[_FieldRule] = field(default_factory=list)
     lists: list[_ListRule] = field(default_factory=list)
+    trie: _Node = field(default_factory=_Node)
+    # Paths that climb to a parent (`../Tann`) are looked up directly: (field, alt) → path.
+    climbing: list[tuple[int, int, _XmlPath]] = field(default_factory=list)
+    with_default: list[int] = field(default_factory=list)  # fields whose converter has a default
+
+    def build_trie(self) -> None:
+        self.trie = _Node()
+        self.climbing = []
+        self.with_default = [i for i, r in enumerate(self.fields) if r.converter.default]
+        for index, rule in enumerate(self.fields):
+            for alt, path in enumerate(rule.paths):
+                if path.up:
+                    self.climbing.append((index, alt, path))
+                    continue
+                node = self.trie
+                for step in path.steps:
+                    node = node.children.setdefault(step, _Node())
+                node.captures.append((index, alt, path.attribute))
+        for index, rule in enumerate(self.lists):
+            if rule.path.up or not rule.path.steps:
+                continue
+            node = self.trie
+            for step in rule.path.steps[:-1]:
+                node = node.children.setdefault(step, _Node())
+            node.every[rule.path.steps[-1]] = index
+        for rule in self.lists:
+            rule.plan.build_trie()
 
     def list_plan(self, keys: tuple[str, ...], json_path: str) -> _Plan:
         for rule in self.lists:
@@ -289,6 +326,7 @@ def compile_table(rows: Iterable[TableRow], namespace: str, source: Path) -> Map
                 row.json_path,
             )
         )
+    root.build_trie()
     return MappingTable(namespace, source, tuple(kept), root, tuple(context))
 
 
@@ -328,51 +366,65 @@ class _Scope:
     element: etree._Element
     sender_identity: str | None
     problems: list[Problem]
-    children: _Children
 
 
-class _Children:
-    """Children by tag, built once per element: every row then costs dict look-ups instead of
-    an ElementPath `find` (which dominated the conversion profile)."""
+def _walk(
+    el: etree._Element,
+    node: _Node,
+    hits: dict[int, tuple[int, str, etree._Element]],
+    members: list[list[etree._Element]],
+) -> None:
+    """Fill `hits` (field → best alternative, raw text, element) and `members` (list rule →
+    elements) from one pass over the elements the plan needs."""
+    for index, alt, attribute in node.captures:
+        current = hits.get(index)
+        if current is None or alt < current[0]:
+            value = el.get(attribute) if attribute else el.text
+            if value is not None:
+                hits[index] = (alt, value, el)
+    children = node.children
+    every = node.every
+    if not children and not every:
+        return
+    visited: set[str] = set()
+    for child in el:
+        tag = child.tag
+        sub = children.get(tag)
+        if sub is not None and tag not in visited:  # the first element with a tag, as XPath [1]
+            visited.add(tag)
+            _walk(child, sub, hits, members)
+        if every:
+            list_index = every.get(tag)
+            if list_index is not None:
+                members[list_index].append(child)
 
-    __slots__ = ("_index",)
 
-    def __init__(self) -> None:
-        self._index: dict[etree._Element, dict[object, list[etree._Element]]] = {}
-
-    def of(self, el: etree._Element) -> dict[object, list[etree._Element]]:
-        found = self._index.get(el)
-        if found is None:
-            found = {}
-            for child in el:
-                found.setdefault(child.tag, []).append(child)
-            self._index[el] = found
-        return found
-
-    def follow(self, el: etree._Element | None, steps: tuple[str, ...]) -> list[etree._Element]:
-        current = [el] if el is not None else []
-        for step in steps:
-            if not current:
-                return []
-            current = self.of(current[0]).get(step, [])
-        return current
-
-
-def _lookup(
-    el: etree._Element, path: _XmlPath, children: _Children
-) -> tuple[str | None, etree._Element | None]:
+def _climb(el: etree._Element, path: _XmlPath) -> tuple[str, etree._Element] | None:
+    """The rare path that starts at a parent (teeth: `../Tann` from a Takst)."""
     target: etree._Element | None = el
     for _ in range(path.up):
         target = target.getparent() if target is not None else None
     for step in path.steps:
         if target is None:
-            return None, None
-        found = children.of(target).get(step)
-        target = found[0] if found else None
+            return None
+        target = next(iter(target.iterchildren(step)), None)
     if target is None:
-        return None, None
+        return None
     value = target.get(path.attribute) if path.attribute else target.text
-    return value, target
+    return (value, target) if value is not None else None
+
+
+def _climbing_members(el: etree._Element, path: _XmlPath) -> list[etree._Element]:
+    base: etree._Element | None = el
+    for _ in range(path.up):
+        base = base.getparent() if base is not None else None
+    if base is None:
+        return []
+    for step in path.steps[:-1]:
+        base = next(iter(base.iterchildren(step)), None)
+        if base is None:
+            return []
+    return list(base.iterchildren(path.steps[-1])) if path.steps else [base]
 
 
 def _put(obj: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
@@ -402,46 +454,46 @@ def _element_path(el: etree._Element) -> str:
 
 
 def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
+    hits: dict[int, tuple[int, str, etree._Element]] = {}
+    members: list[list[etree._Element]] = [[] for _ in plan.lists]
+    _walk(scope.element, plan.trie, hits, members)
+    for index, alt, path in plan.climbing:
+        climbed = _climb(scope.element, path)
+        current = hits.get(index)
+        if climbed is not None and (current is None or alt < current[0]):
+            hits[index] = (alt, *climbed)
+
     obj: dict[str, Any] = {}
-    missing_with_default: list[_FieldRule] = []
-    for rule in plan.fields:
-        raw = found = None
-        for path in rule.paths:
-            raw, found = _lookup(scope.element, path, scope.children)
-            if raw is not None:
-                break
-        value = None
-        if raw is not None:
-            try:
-                value = rule.converter.parse(raw)
-            except ValueProblem as err:
-                where = found if found is not None else scope.element
-                scope.problems.append(
-                    Problem(
-                        "VALUE_INVALID",
-                        f"{rule.paths[0].source.split('|')[0]}: {err} (for {rule.json_path}).",
-                        line=where.sourceline,
-                        path=_element_path(where),
-                    )
+    fields = plan.fields
+    settled: set[int] = set()  # fields that got a value or a problem: no default for them
+    for index, (_alt, raw, where) in hits.items():
+        rule = fields[index]
+        try:
+            value = rule.converter.parse(raw)
+        except ValueProblem as err:
+            settled.add(index)
+            scope.problems.append(
+                Problem(
+                    "VALUE_INVALID",
+                    f"{rule.paths[0].source.split('|')[0]}: {err} (for {rule.json_path}).",
+                    line=where.sourceline,
+                    path=_element_path(where),
                 )
-                continue
+            )
+            continue
         if value is not None:
+            settled.add(index)
             _put(obj, rule.keys, value)
-        elif rule.converter.default is not None:
-            missing_with_default.append(rule)
-    for rule in missing_with_default:
-        _put(obj, rule.keys, rule.converter.default(obj, scope))
-    for list_rule in plan.lists:
-        base = scope.element
-        for _ in range(list_rule.path.up):
-            base = base.getparent()
-        elements = scope.children.follow(base, list_rule.path.steps)
+    for index in plan.with_default:
+        if index not in settled:
+            rule = fields[index]
+            _put(obj, rule.keys, rule.converter.default(obj, scope))
+    for list_rule, elements in zip(plan.lists, members, strict=True):
+        if list_rule.path.up or not list_rule.path.steps:
+            elements = _climbing_members(scope.element, list_rule.path)
         if elements:
             entries = [
-                _apply(
-                    list_rule.plan,
-                    _Scope(el, scope.sender_identity, scope.problems, scope.children),
-                )
+                _apply(list_rule.plan, _Scope(el, scope.sender_identity, scope.problems))
                 for el in elements
             ]
             _put(obj, list_rule.keys, entries)
@@ -453,7 +505,7 @@ def map_behandlerkrav(
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The `behandlerkrav` object of the JSON BKM as plain data, plus value problems."""
     problems: list[Problem] = []
-    data = _apply(table.plan, _Scope(krav, sender_identity, problems, _Children()))
+    data = _apply(table.plan, _Scope(krav, sender_identity, problems))
     return data, problems
 
 
@@ -461,5 +513,5 @@ def regning_elements(krav: etree._Element, table: MappingTable) -> list[etree._E
     """The elements behind `behandlerkrav.regninger[]` (to point problems at a line)."""
     for rule in table.plan.lists:
         if rule.keys == ("regninger",):
-            return _Children().follow(krav, rule.path.steps)
+            return _climbing_members(krav, rule.path)
     return []

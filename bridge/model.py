@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import simplejson
 from pydantic import (
-    AfterValidator,
     AliasChoices,
     AwareDatetime,
     BaseModel,
@@ -29,18 +28,13 @@ from pydantic import (
 )
 
 
-def _finite(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("amount must be a finite number")
-    return value
-
-
 def _seconds_iso(value: datetime) -> str:
     return value.isoformat(timespec="seconds")
 
 
 # An amount in NOK. Stays Decimal in python mode; written as a JSON number by dump_json.
-Belop = Annotated[Decimal, AfterValidator(_finite)]
+# pydantic refuses NaN and Infinity for Decimal by default (allow_inf_nan=False).
+Belop = Decimal
 # YYYY-MM-DDTHH:mm:ss±hh:mm, the only form the API documents for a point in time.
 Tidspunkt = Annotated[AwareDatetime, PlainSerializer(_seconds_iso, return_type=str)]
 Dato = Annotated[date, PlainSerializer(date.isoformat, return_type=str)]

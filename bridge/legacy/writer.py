@@ -5,9 +5,9 @@ benchmarks can make realistic legacy files from models. Element names, nesting a
 the KITH 2006 description and `alle-felter.xml`; values are written the way old EPJs write them
 (`DatoTid` as Europe/Oslo wall-clock time without offset, amounts as plain decimals).
 
-Built from string pieces rather than a tree: it makes the 20,000-file benchmark corpora, and
-that is several times faster than building lxml elements. A field the XML has no place for
-raises `ValueError` naming it, rather than being dropped without a word.
+Built from string pieces rather than a tree, because it makes the benchmark corpora (target
+≥ 5,000 single-regning files/s; `bench/bench_convert.py` prints the figure). A field the XML has
+no place for raises `ValueError` naming it, rather than being dropped without a word.
 
 Envelopes:
 - ``msghead``: a MsgHead (v1.2 2006-05-24) with the BehandlerKrav in ``Document/RefDoc/Content``.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -370,15 +371,17 @@ def _organisation(
     out.end(d, "Organisation")
 
 
-def _msghead(
-    out: _Xml, sender: Sender, msg_id: str, gen_date: str, body: Callable[[int], None]
-) -> None:
+@functools.lru_cache(maxsize=64)
+def _msghead_frame(sender: Sender, pretty: bool) -> tuple[str, str, str]:
+    """The MsgHead around GenDate/MsgId and the claim, rendered once per sender: it is the same
+    in every file of a corpus. Returns (up to GenDate, after MsgId up to the claim, closing)."""
+    out = _Xml(pretty)
     out.start(0, "MsgHead", f' xmlns="{MSGHEAD_NS}"')
     out.start(1, "MsgInfo")
     out.empty(2, "Type", ' V="BKM" DN="Behandlerkravmelding"')
     out.leaf(2, "MIGversion", MIG_VERSION)
-    out.leaf(2, "GenDate", gen_date)
-    out.leaf(2, "MsgId", msg_id)
+    head = "".join(out.parts)
+    out.parts.clear()
     out.start(2, "Sender")
     sender_idents = [(sender.orgnr, "ENH")] if sender.orgnr is not None else []
     if sender.her_id is not None:
@@ -393,11 +396,25 @@ def _msghead(
     out.start(2, "RefDoc")
     out.empty(3, "MsgType", ' V="XML" DN="XML-instans"')
     out.start(3, "Content")
-    body(4)
+    middle = "".join(out.parts)
+    out.parts.clear()
     out.end(3, "Content")
     out.end(2, "RefDoc")
     out.end(1, "Document")
     out.end(0, "MsgHead")
+    return head, middle, "".join(out.parts)
+
+
+def _msghead(
+    out: _Xml, sender: Sender, msg_id: str, gen_date: str, body: Callable[[int], None]
+) -> None:
+    head, middle, closing = _msghead_frame(sender, bool(out.newline))
+    out.parts.append(head)
+    out.leaf(2, "GenDate", gen_date)
+    out.leaf(2, "MsgId", msg_id)
+    out.parts.append(middle)
+    body(4)
+    out.parts.append(closing)
 
 
 def _encode(text: str, encoding: str, bom: bool) -> bytes:
@@ -433,10 +450,14 @@ def write_bkm_xml(
     """The claim as a legacy BKM XML file.
 
     `navn_epj` overrides `krav.navnEPJ` for the `navnEPJ` attribute; `versjon_epj` has no JSON
-    field. `msg_id` defaults to a fresh UUID, `gen_date` to now. `antallRegninger` and `belop`
+    field. `encoding` is any codec Python knows, named as given in the XML declaration;
+    characters it cannot hold become character references. UTF-16 is written little-endian,
+    with a BOM only when `bom` (XML expects one; leave it out only to test readers).
+    `msg_id` defaults to a fresh UUID, `gen_date` to now. `antallRegninger` and `belop`
     are written as the model holds them (not recomputed), so mismatching files can be made.
-    Raises `ValueError` for a field the XML cannot carry, teeth that differ between a regning's
-    takster, a henvistFra that is not the relatertBehandler, or a character XML cannot hold.
+    Raises `ValueError` for a field the XML cannot carry, a regning without takster, teeth that
+    differ between a regning's takster, a henvistFra that is not the relatertBehandler, or a
+    character XML cannot hold.
     """
     if envelope not in ("msghead", "bare", "base64"):
         raise ValueError(f"unknown envelope {envelope!r}")
