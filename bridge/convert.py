@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bridge import mapping
+from bridge.gcpause import gc_paused
 from bridge.legacy.read import Envelope, read_legacy
 from bridge.model import Behandlerkrav, Behandlerkravmelding
 from bridge.problems import Problem, Severity, has_errors
@@ -66,6 +67,11 @@ def _registry(context: ConvertContext) -> SchemaRegistry:
 
 def convert(data: bytes, context: ConvertContext) -> ConvertResult:
     """Convert one legacy BKM document. Pure: no I/O, never raises on bad input."""
+    with gc_paused():
+        return _convert(data, context)
+
+
+def _convert(data: bytes, context: ConvertContext) -> ConvertResult:
     if len(data) > context.max_bytes:
         return ConvertResult(problems=[_too_large(len(data), context.max_bytes)])
     document, problems = read_legacy(data)

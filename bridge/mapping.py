@@ -366,6 +366,9 @@ class _Scope:
     element: etree._Element
     sender_identity: str | None
     problems: list[Problem]
+    # Siblings found by climbing paths (`../Tann`), per parent: every takst of a regning
+    # shares one Behandling, so its teeth are looked up once. Lives for one conversion.
+    climbed: dict[tuple[etree._Element, _XmlPath], list[etree._Element]]
 
 
 def _walk(
@@ -414,17 +417,28 @@ def _climb(el: etree._Element, path: _XmlPath) -> tuple[str, etree._Element] | N
     return (value, target) if value is not None else None
 
 
-def _climbing_members(el: etree._Element, path: _XmlPath) -> list[etree._Element]:
+def _climbing_members(
+    el: etree._Element, path: _XmlPath, memo: dict[tuple[etree._Element, _XmlPath], Any]
+) -> list[etree._Element]:
     base: etree._Element | None = el
     for _ in range(path.up):
         base = base.getparent() if base is not None else None
     if base is None:
         return []
-    for step in path.steps[:-1]:
-        base = next(iter(base.iterchildren(step)), None)
-        if base is None:
-            return []
-    return list(base.iterchildren(path.steps[-1])) if path.steps else [base]
+    key = (base, path)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _members_below(base, path.steps)
+    return found
+
+
+def _members_below(base: etree._Element, steps: tuple[str, ...]) -> list[etree._Element]:
+    current: etree._Element | None = base
+    for step in steps[:-1]:
+        current = next((c for c in current if c.tag == step), None) if current is not None else None
+    if current is None:
+        return []
+    return [c for c in current if c.tag == steps[-1]] if steps else [current]
 
 
 def _put(obj: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
@@ -490,10 +504,13 @@ def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
             _put(obj, rule.keys, rule.converter.default(obj, scope))
     for list_rule, elements in zip(plan.lists, members, strict=True):
         if list_rule.path.up or not list_rule.path.steps:
-            elements = _climbing_members(scope.element, list_rule.path)
+            elements = _climbing_members(scope.element, list_rule.path, scope.climbed)
         if elements:
             entries = [
-                _apply(list_rule.plan, _Scope(el, scope.sender_identity, scope.problems))
+                _apply(
+                    list_rule.plan,
+                    _Scope(el, scope.sender_identity, scope.problems, scope.climbed),
+                )
                 for el in elements
             ]
             _put(obj, list_rule.keys, entries)
@@ -505,7 +522,7 @@ def map_behandlerkrav(
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The `behandlerkrav` object of the JSON BKM as plain data, plus value problems."""
     problems: list[Problem] = []
-    data = _apply(table.plan, _Scope(krav, sender_identity, problems))
+    data = _apply(table.plan, _Scope(krav, sender_identity, problems, {}))
     return data, problems
 
 
@@ -513,5 +530,5 @@ def regning_elements(krav: etree._Element, table: MappingTable) -> list[etree._E
     """The elements behind `behandlerkrav.regninger[]` (to point problems at a line)."""
     for rule in table.plan.lists:
         if rule.keys == ("regninger",):
-            return _climbing_members(krav, rule.path)
+            return _members_below(krav, rule.path.steps)
     return []

@@ -11,10 +11,11 @@ digits they were read with (435.00 stays 435.00), never through binary floating 
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import simplejson
 from pydantic import (
@@ -26,6 +27,8 @@ from pydantic import (
     PlainSerializer,
     model_validator,
 )
+
+from bridge.gcpause import gc_paused
 
 
 def _seconds_iso(value: datetime) -> str:
@@ -341,15 +344,44 @@ class BehandlerkravmeldingListe(_Response):
 # --------------------------------------------------------------------------- JSON
 
 
+def _amount_field_names() -> frozenset[str]:
+    """Names of every Decimal field of the models above. pydantic writes Decimals as JSON
+    strings ("435.00"); `dump_json` turns exactly these back into JSON numbers."""
+    names: set[str] = set()
+    others: set[str] = set()
+    for model in _Claim.__subclasses__() + _Response.__subclasses__():
+        for name, info in model.model_fields.items():
+            types = get_args(info.annotation) or (info.annotation,)
+            (names if Decimal in types else others).add(name)
+    clash = names & others
+    if clash:  # a text field with an amount's name would be unquoted: refuse at import
+        raise TypeError(f"fields {sorted(clash)} are amounts in one model and not in another")
+    return frozenset(names)
+
+
+AMOUNT_FIELDS = _amount_field_names()
+_QUOTED_AMOUNT = re.compile(
+    r'"(' + "|".join(sorted(AMOUNT_FIELDS)) + r')":( ?)"(-?[0-9]+(?:\.[0-9]*)?(?:E[+-]?[0-9]+)?)"'
+)
+
+
 def to_jsonable(model: BaseModel) -> dict[str, Any]:
     """The model as plain data (Decimal kept), with empty fields left out."""
-    return model.model_dump(mode="python", exclude_none=True, by_alias=True)
+    with gc_paused():
+        return model.model_dump(mode="python", exclude_none=True, by_alias=True)
 
 
 def dump_json(model: BaseModel | dict[str, Any], *, indent: int | None = 2) -> str:
-    """JSON text with amounts as exact JSON numbers (UTF-8 safe: non-ASCII kept as is)."""
-    data = to_jsonable(model) if isinstance(model, BaseModel) else model
-    return simplejson.dumps(data, use_decimal=True, ensure_ascii=False, indent=indent)
+    """JSON text with amounts as exact JSON numbers (UTF-8 safe: non-ASCII kept as is).
+
+    Models are serialised by pydantic (fast) and their Decimal strings unquoted by name; plain
+    data goes through simplejson's Decimal support. Both give the digits the value was read
+    with: 435.00 stays 435.00."""
+    if isinstance(model, BaseModel):
+        with gc_paused():
+            text = model.model_dump_json(exclude_none=True, by_alias=True, indent=indent)
+        return _QUOTED_AMOUNT.sub(r'"\1":\2\3', text)
+    return simplejson.dumps(model, use_decimal=True, ensure_ascii=False, indent=indent)
 
 
 def load_json(text: str | bytes) -> Any:

@@ -292,7 +292,7 @@ class _CachingTokenProvider:
                         attempt,
                         type(exc).__name__,
                     )
-                    time.sleep(min(2.0, 0.2 * 2**attempt))
+                    self._pause_before_retry(attempt)
                     continue
                 log.info(
                     "%s token POST %s -> %d (attempt %d)",
@@ -303,10 +303,14 @@ class _CachingTokenProvider:
                 )
                 if response.status_code >= 500:
                     last_error = f"{self.token_url} answered HTTP {response.status_code}"
-                    time.sleep(min(2.0, 0.2 * 2**attempt))
+                    self._pause_before_retry(attempt)
                     continue
                 return self._parse(response)
         raise TokenError(last_error, hint=f"check network access to {self.token_url}")
+
+    def _pause_before_retry(self, attempt: int) -> None:
+        if attempt < self._attempts:
+            time.sleep(min(2.0, 0.2 * 2**attempt))
 
     def _needs_dpop_nonce(self, response: httpx.Response) -> bool:
         if self.dpop is None or response.status_code != 400:

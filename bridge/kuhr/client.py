@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from jwcrypto import jwk
 
 from bridge.config import PRESETS, SCOPES, AuthMethod, ConfigError, Environment, Settings
 from bridge.kuhr.auth import (
@@ -167,7 +168,7 @@ class AsyncKuhrClient:
         rng: random.Random | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        self._tokens = tokens
+        self.tokens = tokens
         self._profile: Profile = jwe_profile
         self._zip = jwe_zip
         self.retry = retry or RetryPolicy()
@@ -260,7 +261,7 @@ class AsyncKuhrClient:
         self.counters.jwks_refetches += 1
         return await self.jwks.refresh_if_stale(used_kid)
 
-    async def _post_claim(self, melding: Behandlerkravmelding, key: Any) -> _Exchange:
+    async def _post_claim(self, melding: Behandlerkravmelding, key: jwk.JWK) -> _Exchange:
         body = encrypt_claim(melding, key, profile=self._profile, zip=self._zip)
         return await self._request(
             "POST",
@@ -302,7 +303,7 @@ class AsyncKuhrClient:
         while True:
             attempt += 1
             self.counters.requests += 1
-            auth = await self._tokens.auth_headers(method, url)
+            auth = await self.tokens.auth_headers(method, url)
             try:
                 async with self._semaphore:
                     response = await self._http.request(
@@ -326,7 +327,7 @@ class AsyncKuhrClient:
             if status == 401 and not refreshed:
                 refreshed = True
                 self.counters.token_refreshes += 1
-                self._tokens.invalidate(_token_of(auth))
+                self.tokens.invalidate(_token_of(auth))
                 continue
             if status == 401:
                 raise KuhrAuthError(
@@ -435,6 +436,10 @@ class KuhrClient:
     def counters(self) -> ClientCounters:
         return self.core.counters
 
+    @property
+    def tokens(self) -> TokenProvider:
+        return self.core.tokens
+
     def hent_praksiser(self) -> PraksisListe:
         return self._runner.run(self.core.hent_praksiser())
 
@@ -451,6 +456,10 @@ class KuhrClient:
 
     def hent_jwks(self) -> dict[str, Any]:
         return self._runner.run(self.core.hent_jwks())
+
+    def encryption_key(self) -> jwk.JWK:
+        """The KUHR key claims are encrypted for now (from the cached JWKS)."""
+        return self._runner.run(self.core.jwks.key())
 
 
 # --------------------------------------------------------------------------- from settings
@@ -609,7 +618,7 @@ def connect(settings: Settings) -> Iterator[Connection]:
             if k.sandbox_state_dir is not None:
                 info = read_sandbox_info(k.sandbox_state_dir)
             else:
-                from bridge.sandbox import start_sandbox
+                from bridge.sandbox import start_sandbox  # lazy: FastAPI/uvicorn only here
 
                 running = stack.enter_context(start_sandbox(speed=k.sandbox_speed))
                 info = running.info

@@ -49,11 +49,17 @@ class PraksisResolutionError(Exception):
         return text
 
 
-def describe(praksis: Praksis) -> str:
-    periods = ", ".join(
+def periods_text(praksis: Praksis) -> str:
+    """`2020-01-01–2028-07-15, 2029-01-01–` (an open end stays open)."""
+    return ", ".join(
         f"{p.fraOgMedDato.isoformat()}–{p.tilOgMedDato.isoformat() if p.tilOgMedDato else ''}"
         for p in praksis.gyldigePerioder
     )
+
+
+def describe(praksis: Praksis) -> str:
+    """One line naming a praksis: id, navn, orgnr, type, status and periods."""
+    periods = periods_text(praksis)
     return (
         f"{praksis.praksisId}  {praksis.navn or '-'}  orgnr {praksis.orgnr or '-'}  "
         f"type {praksis.type or '-'}  status {praksis.status}  gyldig {periods or '-'}"

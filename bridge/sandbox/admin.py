@@ -1,0 +1,123 @@
+"""The admin API under /sandbox/admin: the clock, faults, key rotation, rebehandling, counts
+and reset. No authentication: the sandbox listens on loopback for tests and local development.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from bridge.model import dump_json
+from bridge.sandbox.clock import parse_iso
+from bridge.sandbox.core import Sandbox
+from bridge.sandbox.settings import ADMIN_PREFIX
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dump_json(data, indent=None), status_code=status, media_type="application/json")
+
+
+def _bad(description: str) -> Response:
+    return _json({"error": "invalid_request", "error_description": description}, 400)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return data
+
+
+def admin_router(sandbox: Sandbox) -> APIRouter:
+    router = APIRouter(prefix=ADMIN_PREFIX, tags=["Sandbox admin"])
+
+    def clock_state() -> dict[str, Any]:
+        return {
+            "now": sandbox.clock.now_datetime().isoformat(timespec="seconds"),
+            "speed": sandbox.clock.speed,
+        }
+
+    @router.get("/clock")
+    async def get_clock() -> Response:
+        return _json(clock_state())
+
+    @router.post("/clock")
+    async def move_clock(request: Request) -> Response:
+        """`{"advance_seconds": N}`, `{"set": ISO}` and/or `{"speed": N}`. Statuses are read off
+        the clock, so whatever became due shows at once."""
+        try:
+            body = await _body(request)
+            if not set(body) & {"advance_seconds", "set", "speed"}:
+                raise ValueError("give advance_seconds, set or speed")
+            if "set" in body:
+                sandbox.clock.set(parse_iso(str(body["set"])))
+            if "advance_seconds" in body:
+                seconds = float(body["advance_seconds"])
+                if seconds < 0:
+                    raise ValueError("advance_seconds must not be negative")
+                sandbox.clock.advance(seconds)
+            if "speed" in body:
+                sandbox.clock.set_speed(float(body["speed"]))
+        except (ValueError, TypeError) as exc:
+            return _bad(str(exc))
+        return _json(clock_state())
+
+    @router.get("/faults")
+    async def get_faults() -> Response:
+        return _json(sandbox.faults.config.as_json())
+
+    @router.post("/faults")
+    async def set_faults(request: Request) -> Response:
+        """Replace the faults; `{}` clears them. Knobs: error_rate, error_statuses, latency_ms,
+        rate_limit {every, retry_after}, drop_rate, lost_response_rate, token_endpoints."""
+        try:
+            return _json(sandbox.set_faults(await _body(request)))
+        except (ValueError, TypeError) as exc:
+            return _bad(str(exc))
+
+    @router.post("/rotate-keys")
+    async def rotate_keys(request: Request) -> Response:
+        """A new JWE key with a new kid; the old kid stops working unless `{"keep_old": true}`."""
+        try:
+            body = await _body(request)
+        except ValueError as exc:
+            return _bad(str(exc))
+        return _json(sandbox.rotate_keys(keep_old=bool(body.get("keep_old", False))))
+
+    @router.post("/rebehandling/{behandlerkravmeldingId}")
+    async def rebehandling(request: Request, behandlerkravmeldingId: str) -> Response:
+        """Add a rebehandling entry. Optional body `{"regninger": {"<guid>": "godkjent" |
+        "avvist"}}`; by default every avvist regning is approved."""
+        try:
+            body = await _body(request)
+            decisions = body.get("regninger") or {}
+            if not isinstance(decisions, dict) or any(
+                v not in ("godkjent", "avvist") for v in decisions.values()
+            ):
+                raise ValueError('regninger maps guid to "godkjent" or "avvist"')
+        except ValueError as exc:
+            return _bad(str(exc))
+        entry = sandbox.rebehandling(behandlerkravmeldingId, decisions)
+        if entry is None:
+            return _json(
+                {"error": "not_found", "error_description": "no such accepted melding"}, 404
+            )
+        return _json(entry)
+
+    @router.get("/stats")
+    async def stats(by_guid: bool = True) -> Response:
+        return _json(sandbox.stats(by_guid=by_guid))
+
+    @router.post("/reset")
+    async def reset() -> Response:
+        """Forget every melding and count, clear faults, and set the clock back to its start."""
+        sandbox.reset()
+        return _json({"reset": True, **clock_state()})
+
+    return router

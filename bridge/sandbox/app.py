@@ -1,0 +1,181 @@
+"""The sandbox as a FastAPI app: the KUHR Krav API routes, the two token endpoints and the
+admin API. `create_app(settings)` is usable on its own (e.g. with `httpx.ASGITransport`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from bridge.model import (
+    BehandlerkravmeldingListe,
+    PraksisListe,
+    SendInnResponse,
+    dump_json,
+)
+from bridge.sandbox.admin import admin_router
+from bridge.sandbox.core import Sandbox
+from bridge.sandbox.faults import FaultMiddleware
+from bridge.sandbox.keys import KeyMaterial
+from bridge.sandbox.settings import (
+    API_PREFIX,
+    HELSEID_TOKEN_PATH,
+    MASKINPORTEN_TOKEN_PATH,
+    SandboxSettings,
+)
+from bridge.sandbox.tokens import AuthError, OAuthError
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_JOSE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The BKM JSON, encrypted as compact JWE (RSA-OAEP-256 + A256GCM, kid from "
+        "/kuhr/krav/v1/jwk), directly or as an unsigned nested JWT (cty JWT), optionally zip DEF.",
+        "content": {"application/jose": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def json_response(model: BaseModel | dict[str, Any], status: int = 200, **headers: str) -> Response:
+    return Response(
+        dump_json(model, indent=None),
+        status_code=status,
+        media_type="application/json",
+        headers=headers or None,
+    )
+
+
+def _error(status: int, error: str, description: str) -> Response:
+    return json_response({"error": error, "error_description": description}, status)
+
+
+def _date_param(name: str, value: str | None) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        if not _DATE.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a date as yyyy-MM-dd") from None
+
+
+def create_app(
+    settings: SandboxSettings | None = None, *, keys: KeyMaterial | None = None
+) -> FastAPI:
+    """A sandbox app with its own state (`app.state.sandbox`, a `Sandbox`)."""
+    sandbox = Sandbox(settings or SandboxSettings(), keys)
+    app = FastAPI(
+        title="KUHR Krav API sandbox",
+        description="A local stand-in for Helfo's KUHR Krav API (bkm-bridge). See docs/sandbox.md.",
+        version="1",
+    )
+    app.state.sandbox = sandbox
+    app.add_middleware(FaultMiddleware, state=sandbox.faults)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> Response:
+        del request
+        body = {"error": exc.error, "error_description": exc.description}
+        return json_response(body, exc.status, **{"WWW-Authenticate": exc.www_authenticate()})
+
+    @app.exception_handler(OAuthError)
+    async def _oauth_error(request: Request, exc: OAuthError) -> Response:
+        del request
+        return json_response(exc.body(), exc.status, **{"Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------------ KUHR Krav API
+
+    @app.get(f"{API_PREFIX}/data/praksis", response_model=PraksisListe, tags=["KUHR Krav API"])
+    async def hent_praksiser(request: Request) -> Response:
+        grant = sandbox.authenticate(request.headers.get("authorization"))
+        return json_response(sandbox.praksiser(grant))
+
+    @app.post(
+        f"{API_PREFIX}/process/sendinnbehandlerkravmelding",
+        response_model=SendInnResponse,
+        responses={400: {"model": SendInnResponse}},
+        openapi_extra=_JOSE_BODY,
+        tags=["KUHR Krav API"],
+    )
+    async def send_inn(request: Request) -> Response:
+        grant = sandbox.authenticate(request.headers.get("authorization"))
+        length = request.headers.get("content-length")
+        limit = sandbox.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            return _error(413, "payload_too_large", f"the body may be at most {limit} bytes")
+        body = await request.body()
+        if len(body) > limit:
+            return _error(413, "payload_too_large", f"the body may be at most {limit} bytes")
+        status, answer = sandbox.submit(grant, body)
+        return json_response(answer, status)
+
+    @app.get(
+        f"{API_PREFIX}/data/behandlerkravmelding",
+        response_model=BehandlerkravmeldingListe,
+        tags=["KUHR Krav API"],
+    )
+    async def hent_oversikt(
+        request: Request,
+        fomMottattdato: str | None = Query(None, description="yyyy-MM-dd, inclusive"),
+        tomMottattdato: str | None = Query(None, description="yyyy-MM-dd, inclusive"),
+    ) -> Response:
+        grant = sandbox.authenticate(request.headers.get("authorization"))
+        try:
+            fom = _date_param("fomMottattdato", fomMottattdato)
+            tom = _date_param("tomMottattdato", tomMottattdato)
+        except ValueError as exc:
+            return _error(400, "invalid_request", str(exc))
+        return json_response(sandbox.overview(grant, fom, tom))
+
+    @app.get(
+        f"{API_PREFIX}/data/behandlerkravmelding/{{behandlerkravmeldingId}}",
+        response_model=BehandlerkravmeldingListe,
+        tags=["KUHR Krav API"],
+    )
+    async def hent_detaljer(request: Request, behandlerkravmeldingId: str) -> Response:
+        grant = sandbox.authenticate(request.headers.get("authorization"))
+        found = sandbox.details(grant, behandlerkravmeldingId)
+        if found is None:
+            return _error(404, "not_found", "no behandlerkravmelding with that id for this actor")
+        return json_response(found)
+
+    @app.get(f"{API_PREFIX}/jwk", tags=["KUHR Krav API"])
+    async def hent_jwk(request: Request) -> Response:
+        sandbox.authenticate(request.headers.get("authorization"))
+        return Response(sandbox.keyring.jwks_bytes, media_type="application/json")
+
+    # ------------------------------------------------------------------ token endpoints
+
+    async def _form(request: Request) -> dict[str, str]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise OAuthError(
+                400, "invalid_request", "the body must be application/x-www-form-urlencoded"
+            )
+        body = await request.body()
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise OAuthError(400, "invalid_request", "the form is not UTF-8") from None
+
+    @app.post(MASKINPORTEN_TOKEN_PATH, tags=["Token endpoints"])
+    async def maskinporten_token(request: Request) -> Response:
+        """RFC 7523 JWT grant, as Maskinporten."""
+        answer = sandbox.tokens.maskinporten(await _form(request))
+        return json_response(answer, 200, **{"Cache-Control": "no-store"})
+
+    @app.post(HELSEID_TOKEN_PATH, tags=["Token endpoints"])
+    async def helseid_token(request: Request) -> Response:
+        """Client credentials with private_key_jwt, as HelseID."""
+        answer = sandbox.tokens.helseid(await _form(request))
+        return json_response(answer, 200, **{"Cache-Control": "no-store"})
+
+    app.include_router(admin_router(sandbox))
+    return app

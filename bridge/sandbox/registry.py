@@ -1,0 +1,198 @@
+"""Who the sandbox knows: helseaktører (actors) with their praksiser, the OAuth clients that act
+for them, the frikort register and extra takst rows. Defaults follow the seed workflow; a TOML
+file (see docs/sandbox.md) adds to them.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from jwcrypto import jwk
+
+from bridge.model import GyldigPeriode, Praksis
+from bridge.sandbox.settings import DEV_CLIENT_ID, SCOPE_HELSEID, SCOPE_MASKINPORTEN
+
+DEFAULT_ACTOR = "lege"
+# A synthetic fødselsnummer (month + 80, valid check digits): the seed workflow's fastlege.
+DEFAULT_PID = "15837510047"
+DEFAULT_ORGNR = "999999999"
+
+
+@dataclass(frozen=True)
+class PraksisEntry:
+    """A praksis as listed by GET data/praksis, plus where its money goes."""
+
+    praksis: Praksis
+    kontonr: str | None = None
+
+
+@dataclass
+class Actor:
+    """A helseaktør: a behandler (HelseID `pid`) and/or a virksomhet (orgnr)."""
+
+    name: str
+    pid: str | None = None
+    orgnr: str | None = None
+    praksiser: dict[str, PraksisEntry] = field(default_factory=dict)
+
+
+@dataclass
+class Client:
+    """An OAuth client registered for both token endpoints."""
+
+    client_id: str
+    actor: str
+    public_keys: list[jwk.JWK]
+    scopes: frozenset[str] = frozenset({SCOPE_MASKINPORTEN, SCOPE_HELSEID})
+    may_act_for: frozenset[str] = frozenset()
+
+    def key_for(self, kid: str | None) -> jwk.JWK | None:
+        for key in self.public_keys:
+            if kid is None or key.get("kid") == kid:
+                return key
+        return None
+
+
+def _praksis(row: Mapping[str, Any]) -> PraksisEntry:
+    data = {k: v for k, v in row.items() if k != "kontonr"}
+    perioder = []
+    for periode in data.pop("gyldigePerioder", []) or []:
+        perioder.append(
+            GyldigPeriode(
+                fraOgMedDato=_date(periode["fraOgMedDato"]),
+                tilOgMedDato=_date(periode.get("tilOgMedDato")),
+            )
+        )
+    data["praksisId"] = str(data["praksisId"])
+    return PraksisEntry(Praksis(**data, gyldigePerioder=perioder), row.get("kontonr"))
+
+
+def _date(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def default_actor() -> Actor:
+    rows = [
+        {
+            "praksisId": "1004326178",
+            "navn": "Kurbadet Helsesenter",
+            "orgnr": "999999999",
+            "type": "FALE",
+            "status": "ok",
+            "gyldigePerioder": [{"fraOgMedDato": "2020-01-01", "tilOgMedDato": "2028-07-15"}],
+            "kontonr": "12345678901",
+        },
+        {
+            "praksisId": "1004326468",
+            "navn": "Sentrum Legevakt",
+            "orgnr": "999999998",
+            "type": "LEVA",
+            "status": "ok",
+            "gyldigePerioder": [{"fraOgMedDato": "2024-01-01", "tilOgMedDato": "2028-07-15"}],
+            "kontonr": "12345678902",
+        },
+    ]
+    praksiser = {entry.praksis.praksisId: entry for entry in map(_praksis, rows)}
+    return Actor(DEFAULT_ACTOR, pid=DEFAULT_PID, orgnr=DEFAULT_ORGNR, praksiser=praksiser)
+
+
+class Registry:
+    """Lookups by client id, HelseID pid and orgnr. Built once; read on every request."""
+
+    def __init__(self) -> None:
+        self.actors: dict[str, Actor] = {}
+        self.clients: dict[str, Client] = {}
+        self.frikort: set[str] = set()
+        self.takst_rows: list[dict[str, Any]] = []
+        self._by_pid: dict[str, Actor] = {}
+        self._by_orgnr: dict[str, Actor] = {}
+
+    def add_actor(self, actor: Actor) -> None:
+        self.actors[actor.name] = actor
+        self._reindex()
+
+    def add_client(self, client: Client) -> None:
+        if client.actor not in self.actors:
+            raise ValueError(f"client {client.client_id!r} names unknown actor {client.actor!r}")
+        self.clients[client.client_id] = client
+
+    def _reindex(self) -> None:
+        self._by_pid = {a.pid: a for a in self.actors.values() if a.pid}
+        self._by_orgnr = {a.orgnr: a for a in self.actors.values() if a.orgnr}
+
+    def actor_by_pid(self, pid: str) -> Actor | None:
+        return self._by_pid.get(pid)
+
+    def actor_by_orgnr(self, orgnr: str) -> Actor | None:
+        return self._by_orgnr.get(orgnr)
+
+    def has_frikort(self, patient_id: str | None) -> bool:
+        return patient_id is not None and patient_id in self.frikort
+
+
+def build_registry(dev_client_key: jwk.JWK, config: Path | None = None) -> Registry:
+    """The default actor and dev client, then whatever `config` (TOML) adds or replaces."""
+    registry = Registry()
+    registry.add_actor(default_actor())
+    registry.frikort.add("14057012345")  # the documentation's example patient with frikort
+    registry.add_client(Client(DEV_CLIENT_ID, DEFAULT_ACTOR, [dev_client_key]))
+    if config is not None:
+        load_config(registry, config)
+    return registry
+
+
+def load_config(registry: Registry, path: Path) -> None:
+    """Add the actors, clients, frikort holders and takst rows described in a TOML file."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"actors", "clients", "frikort", "takster"})
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s): {', '.join(unknown)}")
+    for row in data.get("actors", []):
+        praksiser = {e.praksis.praksisId: e for e in map(_praksis, row.get("praksiser", []))}
+        registry.add_actor(
+            Actor(str(row["name"]), pid=row.get("pid"), orgnr=row.get("orgnr"), praksiser=praksiser)
+        )
+    for row in data.get("clients", []):
+        registry.add_client(_client(row, path.parent))
+    registry.frikort.update(str(holder) for holder in data.get("frikort", {}).get("holders", []))
+    registry.takst_rows.extend(dict(row) for row in data.get("takster", []))
+
+
+def _client(row: Mapping[str, Any], base: Path) -> Client:
+    keys: list[Mapping[str, Any]] = []
+    if "public_jwk" in row:
+        keys.append(row["public_jwk"])
+    if "public_jwk_file" in row:
+        loaded = json.loads((base / row["public_jwk_file"]).read_text("utf-8"))
+        keys.extend(loaded.get("keys", [loaded]))
+    if not keys:
+        raise ValueError(f"client {row.get('client_id')!r} needs public_jwk or public_jwk_file")
+    public = [_public_key(key) for key in keys]
+    scopes = frozenset(row.get("scopes", [SCOPE_MASKINPORTEN, SCOPE_HELSEID]))
+    return Client(
+        client_id=str(row["client_id"]),
+        actor=str(row["actor"]),
+        public_keys=public,
+        scopes=scopes,
+        may_act_for=frozenset(str(o) for o in row.get("may_act_for", [])),
+    )
+
+
+def _public_key(data: Mapping[str, Any]) -> jwk.JWK:
+    key = jwk.JWK(**dict(data))
+    if key.has_private:
+        # Never keep a client's private key: only the public half is needed to verify it.
+        key = jwk.JWK.from_json(key.export_public())
+    return key

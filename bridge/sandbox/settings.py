@@ -1,0 +1,67 @@
+"""Everything that shapes one sandbox instance, with the defaults a zero-config start uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.sandbox.clock import DEFAULT_START
+
+API_PREFIX = "/kuhr/krav/v1"
+ADMIN_PREFIX = "/sandbox/admin"
+MASKINPORTEN_TOKEN_PATH = "/maskinporten/token"
+HELSEID_TOKEN_PATH = "/helseid/connect/token"
+DEV_CLIENT_ID = "bkm-bridge-sandbox"
+SCOPE_MASKINPORTEN = "nav:kuhr/krav"
+SCOPE_HELSEID = "hdir:kuhr-krav-api/krav"
+HELSEID_AUDIENCE = "hdir:kuhr-krav-api"
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """One sandbox's knobs. Times of the claim lifecycle are simulated seconds."""
+
+    base_url: str = "http://testserver"
+    clock: datetime = DEFAULT_START
+    speed: float = 1.0
+    seed: int = 0
+    state_dir: Path | None = None
+    config: Path | None = None
+    # Tokens (real time: clients sign assertions with the real clock).
+    token_lifetime_seconds: int = 120
+    max_assertion_lifetime_seconds: int = 120
+    # Claim lifecycle.
+    mottatt_seconds: tuple[float, float] = (1.0, 2.0)
+    kontroll_seconds: tuple[float, float] = (10.0, 20.0)
+    manual_control_share: float = 0.0
+    manual_control_seconds: tuple[float, float] = (2 * 3600.0, 6 * 3600.0)
+    utbetaling_working_days: tuple[int, int] = (2, 3)
+    # Requests.
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_decompressed_bytes: int = 32 * 1024 * 1024
+    jwe_key_bits: int = 2048
+    # Initial faults (the admin API changes them at run time), as accepted by POST faults.
+    faults: dict[str, Any] = field(default_factory=dict)
+    access_log: bool = False
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + API_PREFIX
+
+    @property
+    def maskinporten_issuer(self) -> str:
+        return self.base_url + "/maskinporten/"
+
+    @property
+    def maskinporten_token_url(self) -> str:
+        return self.base_url + MASKINPORTEN_TOKEN_PATH
+
+    @property
+    def helseid_issuer(self) -> str:
+        return self.base_url + "/helseid"
+
+    @property
+    def helseid_token_url(self) -> str:
+        return self.base_url + HELSEID_TOKEN_PATH
