@@ -133,11 +133,13 @@ def validate(
 
 # Subsystems with several commands keep them beside their code and register them here.
 def _register_subsystem_commands() -> None:
+    from bridge import watch_commands
     from bridge.kuhr import command as kuhr_command
     from bridge.sandbox import command as sandbox_command
 
     sandbox_command.register(app)
     kuhr_command.register(app)
+    watch_commands.register(app)
 
 
 def main() -> None:

@@ -181,6 +181,34 @@ class PraksisSettings(_Section):
     rules: list[PraksisRule] = []
 
 
+class WatchSettings(_Section):
+    """The daemon: which folders, when a file is complete, where state and receipts go."""
+
+    folders: list[Path] = []
+    # The journal lives here (one database per environment, so a sandbox run never marks a
+    # file as done for PROD). Default: the platform's per-user state folder.
+    state_dir: Path | None = None
+    recursive: bool = False
+    include: list[str] = ["*.xml"]
+    exclude: list[str] = []
+    quiet_seconds: float = Field(2.0, ge=0)
+    rescan_seconds: float = Field(30.0, gt=0)
+    polling: bool = False  # polling observer (some network shares deliver no events)
+    done_files: bool = False  # take NAME.xml only once NAME.xml.done exists
+    exclusive_open: bool = True
+    lock_folders: bool = True
+    receipts_dir: Path | None = None  # default: beside the originals
+    archive_dir: Path | None = None  # move originals here after a final, accepted outcome
+    error_dir: Path | None = None  # move rejected originals here
+    follow: Literal["control", "payment"] = "control"
+    praksis_id: str | None = None  # one praksis for every claim in these folders
+    allow_mismatch: bool = False
+    concurrency: int = Field(8, ge=1, le=64)
+    # Health, metrics and status page (loopback by default); 0 = off.
+    http_port: int = Field(0, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+
+
 # The TOML file of the load in progress; a context variable keeps concurrent loads apart.
 _toml_file: ContextVar[Path | None] = ContextVar("bkm_bridge_toml_file", default=None)
 
@@ -193,14 +221,20 @@ def _resolve_relative_paths(data: Any, base: Path) -> Any:
         out: dict[str, Any] = {}
         for key, value in data.items():
             if isinstance(value, str) and key.endswith(_PATH_KEYS):
-                path = Path(value).expanduser()
-                out[key] = str(path if path.is_absolute() else base / path)
+                out[key] = _relative_to(value, base)
+            elif isinstance(value, list) and key.endswith("folders"):
+                out[key] = [_relative_to(v, base) if isinstance(v, str) else v for v in value]
             else:
                 out[key] = _resolve_relative_paths(value, base)
         return out
     if isinstance(data, list):
         return [_resolve_relative_paths(item, base) for item in data]
     return data
+
+
+def _relative_to(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -238,6 +272,7 @@ class Settings(BaseSettings):
     kuhr: KuhrSettings = KuhrSettings()
     auth: AuthSettings = AuthSettings()
     praksis: PraksisSettings = PraksisSettings()
+    watch: WatchSettings = WatchSettings()
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _config_file: Path | None = PrivateAttr(default=None)

@@ -168,21 +168,30 @@ class Journal:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            # NORMAL in WAL mode survives a killed process; only an OS crash or power loss can
+            # lose the last commits. The one commit that guards a side effect (submitting,
+            # before the POST) is made durable=True and waits for the disk.
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db
         return db
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        if durable:
+            db.execute("PRAGMA synchronous=FULL")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if durable:
+                db.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -256,6 +265,19 @@ class Journal:
         )
         return [Version.from_row(r) for r in rows]
 
+    def next_due(self, states: Iterable[State]) -> float | None:
+        """When the earliest of these versions is due (None: none is scheduled)."""
+        wanted = [s.value for s in states]
+        row = (
+            self._db()
+            .execute(
+                f"SELECT MIN(due_at) FROM versions WHERE state IN ({','.join('?' * len(wanted))})",
+                wanted,
+            )
+            .fetchone()
+        )
+        return row[0] if row else None
+
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT state, COUNT(*) FROM versions GROUP BY state")
         return {state: n for state, n in rows}
@@ -324,12 +346,14 @@ class Journal:
         note: str | None = None,
         expect: Iterable[State] | None = None,
         detail: dict[str, Any] | None = None,
+        durable: bool = False,
         **fields: Any,
     ) -> Version:
         """Move a version to `state` (committed before returning), with an event row.
 
         `expect`: the states it may come from; anything else raises (someone else moved it).
         `detail`: merged into the stored detail JSON. Other keyword fields are columns.
+        `durable`: wait until the commit is on disk (for the state before a side effect).
         """
         allowed = {
             "praksis_id",
@@ -346,7 +370,7 @@ class Journal:
         if unknown:
             raise JournalError(f"unknown journal fields {sorted(unknown)}")
         now = self._clock()
-        with self._tx() as db:
+        with self._tx(durable=durable) as db:
             row = db.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no file version {version_id}")

@@ -259,8 +259,25 @@ def status_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
     sandbox_state_dir: StateDirOpt = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Show what this bridge's journal knows instead.")
+    ] = False,
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="With --local: only these states.")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="With --local: the journal's folder.", file_okay=False),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="With --local: at most this many.")] = 200,
 ) -> None:
     """The overview of submitted claims, or one claim's control results and payment."""
+    if local:
+        from bridge.watch_commands import print_local_status
+
+        settings = _settings(config, environment, None, **{"watch.state_dir": state_dir})
+        print_local_status(settings, state, json_output, limit)
+        return
     if behandlerkravmelding_id is not None and not _ID.fullmatch(behandlerkravmelding_id):
         raise typer.BadParameter(f"not a behandlerkravmeldingId: {behandlerkravmelding_id!r}")
     fom_date = _date_option(fom, "--fom")

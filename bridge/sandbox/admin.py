@@ -81,6 +81,23 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         except (ValueError, TypeError) as exc:
             return _bad(str(exc))
 
+    @router.get("/tokens")
+    async def get_tokens() -> Response:
+        return _json({"lifetime_seconds": sandbox.tokens.lifetime, "issued": sandbox.tokens.issued})
+
+    @router.post("/tokens")
+    async def set_tokens(request: Request) -> Response:
+        """`{"lifetime_seconds": N}`: the lifetime of access tokens issued from now on (tests of
+        token refresh use a short one)."""
+        try:
+            lifetime = int((await _body(request))["lifetime_seconds"])
+            if lifetime < 1:
+                raise ValueError("lifetime_seconds must be at least 1")
+        except (KeyError, ValueError, TypeError) as exc:
+            return _bad(f"give lifetime_seconds >= 1 ({exc})")
+        sandbox.tokens.lifetime = lifetime
+        return _json({"lifetime_seconds": lifetime, "issued": sandbox.tokens.issued})
+
     @router.post("/rotate-keys")
     async def rotate_keys(request: Request) -> Response:
         """A new JWE key with a new kid; the old kid stops working unless `{"keep_old": true}`."""

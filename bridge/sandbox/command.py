@@ -68,6 +68,14 @@ def sandbox(
         float,
         typer.Option(help="Share of API connections dropped without an answer.", min=0.0, max=1.0),
     ] = 0.0,
+    lost_response_rate: Annotated[
+        float,
+        typer.Option(
+            help="Share of API requests processed but answered by a dropped connection.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     access_log: Annotated[
         bool, typer.Option(help="Log each request (paths and status only).")
     ] = True,
@@ -88,6 +96,7 @@ def sandbox(
         "latency_ms": latency_ms,
         "rate_limit": {"every": rate_limit_every, "retry_after": retry_after},
         "drop_rate": drop_rate,
+        "lost_response_rate": lost_response_rate,
     }
     settings = SandboxSettings(
         seed=seed,

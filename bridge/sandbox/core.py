@@ -4,7 +4,6 @@ call. All mutation happens on the server's event loop; a lock guards the rest (b
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import replace
 from datetime import date, datetime
@@ -25,7 +24,7 @@ from bridge.model import (
 from bridge.sandbox import views
 from bridge.sandbox.clock import OSLO, SandboxClock, from_epoch
 from bridge.sandbox.control import ControlContext, control
-from bridge.sandbox.crypto import JweError, KeyRing, b64url_decode, jwe_key_from_jwk
+from bridge.sandbox.crypto import JweError, KeyRing, jwe_key_from_jwk, unwrap_nested_jwt
 from bridge.sandbox.faults import FaultConfig, FaultState
 from bridge.sandbox.keys import KeyMaterial, load_or_create_keys
 from bridge.sandbox.lifecycle import Lifecycle
@@ -40,11 +39,14 @@ from bridge.sandbox.settings import (
 )
 from bridge.sandbox.store import ClaimStore, Melding, RegningRecord
 from bridge.sandbox.takster import TakstTable, bundled_rows
-from bridge.sandbox.technical import TechnicalResult, check_json, feil
+from bridge.sandbox.technical import TechnicalResult, check_json, content_digest, feil
 from bridge.sandbox.tokens import AccessGrant, TokenService
 
 
 class Sandbox:
+    """A sandbox's registry, keys, tokens, clock, claims and faults, and what can be done
+    with them."""
+
     def __init__(self, settings: SandboxSettings, keys: KeyMaterial | None = None) -> None:
         self._lock = threading.RLock()
         self.keys = keys or load_or_create_keys(settings.state_dir, settings.jwe_key_bits)
@@ -107,10 +109,8 @@ class Sandbox:
     def submit(self, grant: AccessGrant, body: bytes) -> tuple[int, SendInnResponse]:
         """Decrypt, then `receive`; (HTTP status, answer). Decryption needs no lock."""
         try:
-            header, payload = self.keyring.decrypt(
-                body, max_plaintext=self.settings.max_decompressed_bytes
-            )
-            payload, nested = _unwrap_nested_jwt(header, payload)
+            payload = self.keyring.decrypt(body, max_plaintext=self.settings.max_decompressed_bytes)
+            payload, nested = unwrap_nested_jwt(payload)
         except JweError as exc:
             with self._lock:
                 self.store.stats.received += 1
@@ -137,7 +137,7 @@ class Sandbox:
                     f"Oppgitt praksisId {melding.praksisId} finnes ikke for helseaktøren",
                 )
                 return self._reject(grant, now, melding.praksisId, [problem])
-            digest = _digest(checked)
+            digest = content_digest(checked.data or {})
             if self.store.is_duplicate(grant.actor, digest):
                 problem = feil(
                     Feilkode.DUPLIKAT_KRAV,
@@ -180,7 +180,7 @@ class Sandbox:
             RegningRecord(
                 guid=o.regning.guid,
                 regningsnummer=o.regning.regningsnummer,
-                belop=o.regning.belop,
+                belop=self.store.amount(o.regning.belop),
                 godkjent=o.godkjent,
                 kreditering=bool(o.regning.kreditering),
                 merknader=o.merknader,
@@ -201,9 +201,9 @@ class Sandbox:
             actor=actor,
             praksis_id=melding.praksisId,
             mottatt_at=now,
-            sum_krav=melding.behandlerkrav.belop,
+            sum_krav=self.store.amount(melding.behandlerkrav.belop),
             antall=melding.behandlerkrav.antallRegninger,
-            behandlinger=[behandling],
+            behandlinger=(behandling,),
         )
         self.store.add(stored, digest)
         return stored
@@ -270,7 +270,7 @@ class Sandbox:
                 utbetales=utbetales,
                 rebehandling=True,
             )
-            melding.behandlinger.append(behandling)
+            melding.behandlinger = (*melding.behandlinger, behandling)
             for old, new in zip(last.regninger, records, strict=True):
                 if self.store.previous(melding.actor, old.guid) is old:
                     self.store.set_latest(melding.actor, new)
@@ -294,43 +294,12 @@ class Sandbox:
             "faults": {**self.faults.counts, "requests_seen": self.faults.requests},
         }
         if by_guid:
-            out["by_guid"] = dict(stats.by_guid)
+            out["by_guid"] = dict(self.store.accepted_by_guid())
         return out
 
     def reset(self) -> None:
         with self._lock:
             self.clock.set(self.settings.clock)
+            self.clock.set_speed(self.settings.speed)
+            self.tokens.lifetime = self.settings.token_lifetime_seconds
             self._reset_state()
-
-
-def _unwrap_nested_jwt(header: dict[str, Any], payload: bytes) -> tuple[bytes, bool]:
-    """The BKM JSON from a JWE payload that is the JSON itself or an unsigned JWT (`cty: JWT`).
-
-    The content decides, not the header: JSON is taken as JSON whatever `cty` says."""
-    del header
-    stripped = payload.strip()
-    if stripped[:1] == b"{":
-        return payload, False
-    parts = stripped.split(b".")
-    if len(parts) != 3:
-        raise JweError("Innholdet i JWE er verken JSON eller en JWT (header.payload.signatur)")
-    try:
-        raw_header = b64url_decode(parts[0].decode("ascii"), "JWT-headeren")
-        jwt_header = simplejson.loads(raw_header)
-    except UnicodeDecodeError:
-        raise JweError("Den nøstede JWT-en er ikke ASCII") from None
-    except simplejson.JSONDecodeError:
-        raise JweError("JWT-headeren i JWE er ikke JSON") from None
-    if not isinstance(jwt_header, dict) or jwt_header.get("alg") != "none" or parts[2]:
-        raise JweError(
-            "Den nøstede JWT-en skal være usignert (alg none): KUHR bruker ikke signering"
-        )
-    return b64url_decode(parts[1].decode("ascii"), "JWT-innholdet"), True
-
-
-def _digest(checked: TechnicalResult) -> bytes:
-    """The identity of a melding's content: canonical JSON (sorted keys, exact numbers)."""
-    canonical = simplejson.dumps(
-        checked.data, sort_keys=True, separators=(",", ":"), use_decimal=True, ensure_ascii=False
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).digest()[:16]

@@ -39,10 +39,6 @@ def b64url_decode(part: str, what: str) -> bytes:
         raise JweError(f"{what} er ikke gyldig base64url") from None
 
 
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 @dataclass(frozen=True)
 class JweKey:
     kid: str
@@ -101,8 +97,8 @@ class KeyRing:
         ]
         return json.dumps({"keys": keys}, separators=(",", ":")).encode("ascii")
 
-    def decrypt(self, token: bytes, *, max_plaintext: int) -> tuple[dict[str, Any], bytes]:
-        """(protected header, plaintext) of a compact JWE, or JweError saying what is wrong."""
+    def decrypt(self, token: bytes, *, max_plaintext: int) -> bytes:
+        """The plaintext of a compact JWE, or JweError saying what is wrong."""
         text = token.strip()
         if text[:1] in (b"{", b"["):
             raise JweError(
@@ -146,7 +142,7 @@ class KeyRing:
             ) from None
         if header.get("zip") == "DEF":
             plaintext = _inflate(plaintext, max_plaintext)
-        return header, plaintext
+        return plaintext
 
     def _header(self, part: str) -> dict[str, Any]:
         raw = b64url_decode(part, "JWE-headeren")
@@ -188,3 +184,26 @@ def _inflate(data: bytes, limit: int) -> bytes:
     if inflater.unconsumed_tail:
         raise JweError(f"zip DEF: utpakket innhold er større enn {limit} bytes")
     return out
+
+
+def unwrap_nested_jwt(payload: bytes) -> tuple[bytes, bool]:
+    """(BKM JSON, whether it came in a JWT) from a JWE payload that is the JSON itself or an
+    unsigned JWT (`cty: JWT`). The content decides, not the header: JSON is taken as JSON
+    whatever `cty` says."""
+    stripped = payload.strip()
+    if stripped[:1] == b"{":
+        return payload, False
+    parts = stripped.split(b".")
+    if len(parts) != 3:
+        raise JweError("Innholdet i JWE er verken JSON eller en JWT (header.payload.signatur)")
+    try:
+        jwt_header = json.loads(b64url_decode(parts[0].decode("ascii"), "JWT-headeren"))
+    except UnicodeDecodeError:
+        raise JweError("Den nøstede JWT-en er ikke ASCII") from None
+    except json.JSONDecodeError:
+        raise JweError("JWT-headeren i JWE er ikke JSON") from None
+    if not isinstance(jwt_header, dict) or jwt_header.get("alg") != "none" or parts[2]:
+        raise JweError(
+            "Den nøstede JWT-en skal være usignert (alg none): KUHR bruker ikke signering"
+        )
+    return b64url_decode(parts[1].decode("ascii"), "JWT-innholdet"), True

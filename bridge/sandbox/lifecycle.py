@@ -40,9 +40,9 @@ class Lifecycle:
     def new_melding_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def _innsending_id(self) -> str:
+    def _innsending_id(self) -> int:
         self._next_innsending += 1
-        return str(self._next_innsending)
+        return self._next_innsending
 
     def start(
         self,

@@ -5,9 +5,11 @@ and the control rules need (ids, amounts, results, times), never the claim's pat
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+
+from bridge.sandbox.merknader import MerknadRef
 
 
 @dataclass(slots=True)
@@ -17,7 +19,7 @@ class RegningRecord:
     belop: Decimal
     godkjent: bool
     kreditering: bool
-    merknader: tuple[tuple[str, str], ...]
+    merknader: tuple[MerknadRef, ...]
     # Set when a kreditering of this regning is approved: from then on its status is kreditert.
     kreditert_at: float | None = None
 
@@ -39,7 +41,7 @@ class Behandling:
     """One control of a melding: the original, or a rebehandling. Times are epoch seconds on
     the sandbox clock, fixed when it starts, so statuses are read off the clock lazily."""
 
-    innsending_id: str
+    innsending_id: int
     rebehandling: bool
     sendt_at: float
     manuell_at: float | None
@@ -58,7 +60,7 @@ class Melding:
     mottatt_at: float
     sum_krav: Decimal | None
     antall: int | None
-    behandlinger: list[Behandling] = field(default_factory=list)
+    behandlinger: tuple[Behandling, ...] = ()
 
     @property
     def feil_i_melding(self) -> bool:
@@ -71,7 +73,6 @@ class Stats:
     accepted: int = 0
     rejected: int = 0
     regninger_accepted: int = 0
-    by_guid: Counter[str] = field(default_factory=Counter)
 
 
 class ClaimStore:
@@ -82,15 +83,27 @@ class ClaimStore:
         self.meldinger: dict[str, Melding] = {}
         self._by_actor: dict[str, list[Melding]] = {}
         self._digests: dict[str, set[bytes]] = {}
-        self._regninger: dict[tuple[str, str], RegningRecord] = {}
+        self._regninger: dict[str, dict[str, RegningRecord]] = {}  # actor → guid → latest
         self.vedtak: dict[tuple[str, date], Vedtak] = {}
         self.stats = Stats()
+        self._amounts: dict[str, Decimal] = {}
+
+    def amount(self, value: Decimal) -> Decimal:
+        """One shared object per distinct amount as written (74.00 and 74.0 stay apart):
+        takst amounts repeat across claims, and a Decimal costs 104 bytes."""
+        key = str(value)
+        shared = self._amounts.get(key)
+        if shared is None:
+            shared = value
+            if len(self._amounts) < 100_000:
+                self._amounts[key] = value
+        return shared
 
     def is_duplicate(self, actor: str, digest: bytes) -> bool:
         return digest in self._digests.get(actor, ())
 
     def previous(self, actor: str, guid: str) -> RegningRecord | None:
-        return self._regninger.get((actor, guid))
+        return self._regninger.get(actor, {}).get(guid)
 
     def add(self, melding: Melding, digest: bytes | None = None) -> None:
         self.meldinger[melding.melding_id] = melding
@@ -101,13 +114,22 @@ class ClaimStore:
         self.stats.accepted += 1
         if digest is not None:
             self._digests.setdefault(melding.actor, set()).add(digest)
+        latest = self._regninger.setdefault(melding.actor, {})
         for record in melding.behandlinger[0].regninger:
-            self._regninger[(melding.actor, record.guid)] = record
-            self.stats.by_guid[record.guid] += 1
+            latest[record.guid] = record
             self.stats.regninger_accepted += 1
 
     def set_latest(self, actor: str, record: RegningRecord) -> None:
-        self._regninger[(actor, record.guid)] = record
+        self._regninger.setdefault(actor, {})[record.guid] = record
+
+    def accepted_by_guid(self) -> Counter[str]:
+        """How many accepted meldinger carried each regning guid (counted when asked: a
+        counter kept per guid would cost more memory than the records themselves)."""
+        counts: Counter[str] = Counter()
+        for melding in self.meldinger.values():
+            if melding.behandlinger:
+                counts.update(record.guid for record in melding.behandlinger[0].regninger)
+        return counts
 
     def get(self, actor: str, melding_id: str) -> Melding | None:
         melding = self.meldinger.get(melding_id)

@@ -76,12 +76,6 @@ class TakstTable:
             return TakstValidity.VALID
         return TakstValidity.NOT_VALID_ON_DATE
 
-    def periods(self, kode: str) -> list[TakstPeriode]:
-        return list(self._periods.get(kode, ()))
-
-    def __contains__(self, kode: object) -> bool:
-        return kode in self._periods
-
 
 def bundled_rows() -> list[dict[str, Any]]:
     text = resources.files("bridge.sandbox").joinpath("takstkoder.json").read_text("utf-8")

@@ -5,11 +5,13 @@ caller's state and are done by the caller.
 
 from __future__ import annotations
 
+import hashlib
 import types
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Union, get_args, get_origin
 
+import simplejson
 from pydantic import AliasChoices, BaseModel, ValidationError
 
 from bridge.model import Behandlerkravmelding, Feilkode, Feilmelding, load_json
@@ -153,3 +155,12 @@ def _from_pydantic(error: Any) -> Feilmelding:
         return feil(Feilkode.UKJENT_FORMAT, f"Mangler påkrevd felt {path}")
     # The message only, never the input: it may hold patient data.
     return feil(Feilkode.UKJENT_FORMAT, f"Ugyldig verdi i {path}: {error.get('msg', '')}")
+
+
+def content_digest(data: dict[str, Any]) -> bytes:
+    """The identity of a melding's content for the duplicate control: canonical JSON (sorted
+    keys, numbers exactly as written), hashed. Whitespace, key order and wrapping do not count."""
+    canonical = simplejson.dumps(
+        data, sort_keys=True, separators=(",", ":"), use_decimal=True, ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).digest()[:16]

@@ -106,7 +106,8 @@ class TokenService:
         assertion = form.get("assertion")
         if not assertion:
             raise OAuthError(400, "invalid_request", "assertion is missing")
-        audiences = {self._settings.maskinporten_issuer, self._settings.maskinporten_issuer[:-1]}
+        # The issuer identifier, with or without its trailing slash.
+        audiences = (self._settings.maskinporten_issuer, self._settings.maskinporten_issuer[:-1])
         client, claims = self._check_assertion(assertion, audiences, error="invalid_grant")
         scopes = self._granted_scopes(client, claims.get("scope"))
         actor = self._registry.actors[client.actor]
@@ -142,7 +143,8 @@ class TokenService:
         assertion = form.get("client_assertion")
         if not assertion:
             raise OAuthError(401, "invalid_client", "client_assertion is missing")
-        audiences = {self._settings.helseid_token_url, self._settings.helseid_issuer}
+        # The token endpoint, as HelseID asks; its issuer is accepted too.
+        audiences = (self._settings.helseid_token_url, self._settings.helseid_issuer)
         client, claims = self._check_assertion(assertion, audiences, error="invalid_client")
         if claims.get("sub") != client.client_id:
             raise OAuthError(401, "invalid_client", "client assertion sub must equal iss")
@@ -164,8 +166,9 @@ class TokenService:
         return self._issue(access, scopes)
 
     def _check_assertion(
-        self, assertion: str, audiences: set[str], *, error: str
+        self, assertion: str, audiences: tuple[str, ...], *, error: str
     ) -> tuple[Client, dict[str, Any]]:
+        """The client and claims of a valid, unused assertion; OAuthError otherwise."""
         status = 401 if error == "invalid_client" else 400
         try:
             header, claims = _unverified(assertion)
@@ -187,8 +190,8 @@ class TokenService:
         now = time.time()
         aud = claims.get("aud")
         aud_values = aud if isinstance(aud, list) else [aud]
-        if not audiences.intersection(a for a in aud_values if isinstance(a, str)):
-            raise OAuthError(status, error, f"assertion aud must be {sorted(audiences)[-1]}")
+        if not set(audiences).intersection(a for a in aud_values if isinstance(a, str)):
+            raise OAuthError(status, error, f"assertion aud must be {audiences[0]}")
         exp, iat = claims.get("exp"), claims.get("iat")
         if not isinstance(exp, int | float) or not isinstance(iat, int | float):
             raise OAuthError(status, error, "assertion needs numeric exp and iat")

@@ -18,6 +18,7 @@ from bridge.model import (
     Vedtak,
 )
 from bridge.sandbox.clock import from_epoch
+from bridge.sandbox.merknader import tekst
 from bridge.sandbox.store import Behandling, Melding, RegningRecord
 
 KREDITERT = "kreditert"  # the documented status of a regning whose kreditering was approved
@@ -57,7 +58,7 @@ def _entry(
     )
     kontrollert = now >= behandling.kontrollert_at
     if now >= behandling.sendt_at:
-        entry.innsendingId = behandling.innsending_id
+        entry.innsendingId = str(behandling.innsending_id)
         entry.utbetalingsstatus = Utbetalingsstatus.IKKE_SENDT_TIL_UTBETALING
         if kontrollert:
             entry.meldingsstatus = Meldingsstatus.FERDIG_BEHANDLET
@@ -106,7 +107,7 @@ def _regning(record: RegningRecord, kontrollert: bool, now: float) -> RegningRes
         status = (Regningsstatus.GODKJENT if record.godkjent else Regningsstatus.AVVIST).value
         if record.kreditert_at is not None and now >= record.kreditert_at:
             status = KREDITERT
-        merknader = [Merknad(nummer=nummer, tekst=tekst) for nummer, tekst in record.merknader]
+        merknader = [Merknad(nummer=ref[0], tekst=tekst(ref)) for ref in record.merknader]
     return RegningResultat(
         status=status, guid=record.guid, regningsnummer=record.regningsnummer, merknader=merknader
     )

@@ -305,17 +305,30 @@ def test_wrong_scope_is_403(other: dict[str, Jose], method: str, path: str) -> N
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
 
-def test_expired_token_is_401_and_a_new_one_works(keys: KeyMaterial) -> None:
-    with serve(keys, settings=SandboxSettings(token_lifetime_seconds=1)) as running:
+def test_expired_token_is_401_and_a_new_one_works(jose: Jose) -> None:
+    assert jose.admin("POST", "tokens", {"lifetime_seconds": 1})["lifetime_seconds"] == 1
+    response = jose.maskinporten()
+    assert response.json()["expires_in"] == 1
+    token = response.json()["access_token"]
+    assert jose.get("/data/praksis", token).status_code == 200
+    time.sleep(2.1)
+    response = jose.get("/data/praksis", token)
+    assert response.status_code == 401
+    assert "expired" in response.json()["error_description"]
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert jose.get("/data/praksis", jose.token()).status_code == 200
+    assert jose.http.post("/sandbox/admin/tokens", json={"lifetime_seconds": 0}).status_code == 400
+    jose.admin("POST", "reset")
+    assert jose.admin("GET", "tokens")["lifetime_seconds"] == 120
+
+
+def test_token_lifetime_setting(keys: KeyMaterial) -> None:
+    with serve(keys, settings=SandboxSettings(token_lifetime_seconds=2)) as running:
         client = Jose(running.base_url, running.info)
-        token = client.token()
-        assert client.get("/data/praksis", token).status_code == 200
-        time.sleep(2.1)
-        response = client.get("/data/praksis", token)
-        assert response.status_code == 401
-        assert "expired" in response.json()["error_description"]
-        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
-        assert client.get("/data/praksis", client.token()).status_code == 200
+        body = client.maskinporten().json()
+        assert body["expires_in"] == 2
+        claims = _claims(body["access_token"])
+        assert claims["exp"] - claims["iat"] == 2
         client.close()
 
 

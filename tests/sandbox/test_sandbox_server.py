@@ -77,16 +77,17 @@ def test_sandbox_json_describes_the_running_server(keys: KeyMaterial, tmp_path: 
 
 def test_a_state_dir_keeps_the_keys_across_restarts(tmp_path: Path) -> None:
     with start_sandbox(state_dir=tmp_path) as first:
-        client_key, first_url = first.info["private_jwk"], first.base_url
-        token = Jose(first.base_url, first.info).token()
-        jwe_kid = Jose(first.base_url, first.info).jwks(token)["keys"][0]
-    with start_sandbox(state_dir=tmp_path, clock=None, speed=2.0) as second:
+        client = Jose(first.base_url, first.info)
+        client_key = first.info["private_jwk"]
+        jwe_key = client.jwks(client.token())["keys"][0]
+        client.close()
+    assert stat.S_IMODE((tmp_path / "sandbox-keys.json").stat().st_mode) == 0o600
+    with start_sandbox(state_dir=tmp_path, speed=2.0) as second:
         assert second.info["private_jwk"] == client_key
         assert second.info["speed"] == 2.0
         client = Jose(second.base_url, second.info)
-        assert client.jwks(client.token())["keys"][0] == jwe_kid
+        assert client.jwks(client.token())["keys"][0] == jwe_key
         client.close()
-    assert first_url  # both ran
 
 
 def test_stop_is_prompt_with_open_connections(keys: KeyMaterial) -> None:

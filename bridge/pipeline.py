@@ -1,0 +1,770 @@
+"""One file version through convert → submit → track, driven by its journal state.
+
+The pipeline never trusts memory: every step reads the version from the journal, does one
+thing, and commits the next state. The POST happens only after `submitting` is durably on disk;
+a version found in `submitting` (a crash, a lost answer) is reconciled against KUHR's overview
+before anything is sent again, and KUHR's DUPLIKAT_KRAV is read as "already there, find it".
+Receipts are rewritten after every step from what the journal holds, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from bridge.convert import ConvertContext, ConvertResult, convert
+from bridge.fsutil import atomic_write
+from bridge.journal import Journal, State, Version
+from bridge.kuhr.client import AsyncKuhrClient, KuhrError
+from bridge.kuhr.praksis import PraksisResolutionError, Sender, resolve_praksis
+from bridge.legacy.read import Envelope
+from bridge.model import (
+    Behandlerkravmelding,
+    BehandlerkravmeldingListe,
+    BehandlerkravmeldingStatus,
+    Feilkode,
+    Kontrollstatus,
+    Meldingsstatus,
+    PraksisListe,
+    SendInnResponse,
+    Utbetalingsstatus,
+    dump_json,
+    load_json,
+)
+from bridge.problems import Problem, Severity
+from bridge.receipts import (
+    JSON_SUFFIX,
+    ReceiptFacts,
+    build_receipt,
+    receipt_paths,
+    write_receipts,
+)
+
+log = logging.getLogger("bridge.pipeline")
+OSLO = ZoneInfo("Europe/Oslo")
+
+# States the pipeline still has work for, by how far it follows a claim.
+WORKING_STATES = (State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED)
+TRACKED_STATES = (State.SUBMITTED, State.CONTROLLED)
+NEVER = 1e18  # due_at of a version nothing more will be done for
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    environment: str = "sandbox"  # "sandbox" | "dev" | "prod" (goes into every receipt)
+    follow: Literal["control", "payment"] = "control"
+    praksis_id: str | None = None  # one praksis for every claim (else rules, else automatic)
+    praksis_rules: tuple[Any, ...] = ()  # bridge.config.PraksisRule
+    receipts_dir: Path | None = None  # None: beside the originals
+    archive_dir: Path | None = None  # move originals here once final and accepted
+    error_dir: Path | None = None  # move originals here once rejected
+    allow_mismatch: bool = False
+    max_bytes: int = 32 * 1024 * 1024
+    concurrency: int = 8
+    lease_seconds: float = 300.0
+    retry_base: float = 2.0  # first transient retry after this many seconds, doubling
+    retry_max: float = 600.0
+    poll_first: float = 2.0  # first status poll after submission
+    poll_max: float = 300.0  # longest wait between polls for the control result
+    poll_max_payment: float = 3600.0  # longest wait between polls for the payment
+    praksis_cache_seconds: float = 600.0
+
+
+@dataclass
+class PipelineStats:
+    """Counters for metrics and the --once summary."""
+
+    converted: int = 0
+    rejected: int = 0
+    submitted: int = 0
+    controlled: int = 0
+    failed_attempts: int = 0
+    submit_latency: list[float] = field(default_factory=list)  # seconds, file seen → mottatt
+
+
+class Pipeline:
+    def __init__(
+        self,
+        journal: Journal,
+        kuhr: AsyncKuhrClient,
+        options: PipelineOptions,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.kuhr = kuhr
+        self.options = options
+        self.stats = PipelineStats()
+        self._now = wall_clock
+        self._wakeup = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._praksiser: tuple[float, PraksisListe] | None = None
+        self._praksis_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ intake
+
+    def offer(self, path: Path, root: Path | None = None) -> Version | None:
+        """A complete file: register this version of it (by content) and wake the workers."""
+        try:
+            data = path.read_bytes() if path.stat().st_size <= self.options.max_bytes else None
+        except OSError as err:
+            log.warning("cannot read %s: %s", path.name, err.strerror)
+            return None
+        if data is None:
+            sha, size = _sha256_of_file(path), path.stat().st_size
+        else:
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+        version, created = self.journal.record_seen(str(path), sha, size)
+        if created:
+            self.journal.transition(
+                version.id, State.SEEN, detail={"root": str(root) if root else None}
+            )
+            log.info("new file version %s (%s…)", path.name, sha[:12])
+            self._wakeup.set()
+        return version
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------ driving
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work on due versions until `stop` is set; finishes steps already started."""
+        while not stop.is_set():
+            self._start_due()
+            self._wakeup.clear()
+            waiter = asyncio.ensure_future(self._wakeup.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=self._sleep_for(), return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+        await self.drain_inflight()
+
+    async def run_until_settled(self, *, max_transient_attempts: int = 3) -> None:
+        """For `--once`: work until no version has anything left to do at this depth of
+        following (transient failures are retried a few times, then left failed)."""
+        self._once_attempts = max_transient_attempts
+        while True:
+            self._start_due(once=True)
+            if not self._inflight and not self._unsettled():
+                return
+            self._wakeup.clear()
+            waiter = asyncio.ensure_future(self._wakeup.wait())
+            await asyncio.wait({waiter}, timeout=min(self._sleep_for(), 0.5))
+            waiter.cancel()
+
+    async def drain_inflight(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _unsettled(self) -> list[Version]:
+        states = [*WORKING_STATES, State.SUBMITTED]
+        if self.options.follow == "payment":
+            states.append(State.CONTROLLED)
+        pending = self.journal.versions(states)
+        limit = getattr(self, "_once_attempts", 3)
+        return [v for v in pending if not (v.state is State.FAILED and v.attempts >= limit)]
+
+    def _sleep_for(self) -> float:
+        states = [*WORKING_STATES, *TRACKED_STATES]
+        upcoming = self.journal.next_due(states)
+        if upcoming is None:
+            return 1.0
+        return max(0.01, min(1.0, upcoming - self._now()))
+
+    def _start_due(self, *, once: bool = False) -> None:
+        free = self.options.concurrency - len(self._inflight)
+        if free <= 0:
+            return
+        for version in self.journal.due([*WORKING_STATES, *TRACKED_STATES], now=self._now()):
+            if free <= 0:
+                break
+            if version.id in self._inflight:
+                continue
+            if once and version.state is State.FAILED and version.attempts >= self._once_attempts:
+                continue
+            if not self.journal.acquire(version.id, seconds=self.options.lease_seconds):
+                continue
+            task = asyncio.create_task(self._step(version.id))
+            self._inflight[version.id] = task
+            task.add_done_callback(lambda _t, vid=version.id: self._done(vid))
+            free -= 1
+
+    def _done(self, version_id: int) -> None:
+        self._inflight.pop(version_id, None)
+        self._wakeup.set()
+
+    async def _step(self, version_id: int) -> None:
+        try:
+            version = self.journal.get(version_id)
+            handler = {
+                State.SEEN: self._convert,
+                State.FAILED: self._retry,
+                State.CONVERTED: self._submit,
+                State.SUBMITTING: self._reconcile,
+                State.SUBMITTED: self._track,
+                State.CONTROLLED: self._track,
+            }.get(version.state)
+            if handler is not None:
+                await handler(version)
+        except Exception:  # one file's trouble never stops the others
+            log.exception("unexpected error on file version %s", version_id)
+            self._transient(self.journal.get(version_id), "unexpected internal error")
+        finally:
+            self.journal.release(version_id)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _retry(self, version: Version) -> None:
+        """A transient failure is due again: start over from the step that failed."""
+        resume = State(version.detail.get("resume", State.SEEN.value))
+        self.journal.transition(version.id, resume, note="retrying after a transient failure")
+        await self._step_inline(version.id)
+
+    async def _step_inline(self, version_id: int) -> None:
+        version = self.journal.get(version_id)
+        handler = {
+            State.SEEN: self._convert,
+            State.CONVERTED: self._submit,
+            State.SUBMITTING: self._reconcile,
+        }.get(version.state)
+        if handler is not None:
+            await handler(version)
+
+    async def _convert(self, version: Version) -> None:
+        path = Path(version.path)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as err:
+            self._reject(version, [_unreadable_problem(err)])
+            return
+        if hashlib.sha256(data).hexdigest() != version.sha256:
+            # Changed since it was seen: this version no longer exists on disk.
+            self.journal.transition(
+                version.id,
+                State.SKIPPED,
+                note="replaced by newer content before it was read",
+                due_at=NEVER,
+            )
+            self.offer(path, _root_of(version))
+            return
+        earlier = self.journal.sent_version_with_content(version.sha256, excluding=version.id)
+        if earlier is not None:
+            self._finish(
+                version,
+                State.DUPLICATE,
+                duplicate_of=earlier.id,
+                note=f"same content as {earlier.path}, already sent",
+                detail={"duplicate_of_path": earlier.path},
+            )
+            return
+        context = ConvertContext(
+            allow_mismatch=self.options.allow_mismatch, max_bytes=self.options.max_bytes
+        )
+        result = await asyncio.to_thread(convert, data, context)
+        envelope = _envelope_dict(result.envelope)
+        if any(p.code == "NOT_A_BKM" for p in result.problems):
+            self.journal.transition(
+                version.id, State.SKIPPED, note="not a behandlerkravmelding", due_at=NEVER
+            )
+            return
+        if not result.ok or result.behandlerkrav is None:
+            self._reject(version, result.problems, envelope=envelope)
+            return
+        try:
+            resolution = await self._resolve_praksis(result, version)
+        except PraksisResolutionError as err:
+            problem = Problem("PRAKSIS_MISSING", str(err).replace("\n", " "))
+            self._reject(version, [*result.problems, problem], envelope=envelope)
+            return
+        except KuhrError as err:
+            self._transient(version, f"could not fetch the praksis list: {err}", resume=State.SEEN)
+            return
+        melding = Behandlerkravmelding(
+            praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
+        )
+        self.stats.converted += 1
+        version = self.journal.transition(
+            version.id,
+            State.CONVERTED,
+            expect=[State.SEEN],
+            praksis_id=resolution.praksis_id,
+            detail={
+                "claim": dump_json(melding, indent=None),
+                "envelope": envelope,
+                "problems": [_problem_dict(p) for p in result.problems],
+                "praksis_how": resolution.how,
+            },
+        )
+        self._write_receipts(version)
+        await self._submit(version)
+
+    async def _submit(self, version: Version) -> None:
+        claim_text = version.detail["claim"]
+        melding = Behandlerkravmelding.model_validate(load_json(claim_text))
+        # Durably "in flight" before the POST: a crash from here on is reconciled, not resent.
+        version = self.journal.transition(
+            version.id,
+            State.SUBMITTING,
+            expect=[State.CONVERTED],
+            submit_started_at=self._now(),
+            claim_digest=hashlib.sha256(claim_text.encode()).hexdigest(),
+            durable=True,
+        )
+        try:
+            answer = await self.kuhr.send_inn(melding)
+        except KuhrError as err:
+            # Unknown whether it landed: reconcile later, never blindly resend.
+            self.stats.failed_attempts += 1
+            self.journal.transition(
+                version.id,
+                State.SUBMITTING,
+                note=f"no answer from KUHR: {err}",
+                attempts=version.attempts + 1,
+                due_at=self._now() + self._backoff(version.attempts),
+            )
+            return
+        await self._after_answer(version, answer)
+
+    async def _after_answer(self, version: Version, answer: SendInnResponse) -> None:
+        answer_json = answer.model_dump(
+            mode="json",
+            exclude_none=True,
+            include={"behandlerkravmeldingId", "status", "feilmeldinger"},
+        )
+        codes = {f.kode for f in answer.feilmeldinger or []}
+        if answer.behandlerkravmeldingId and not answer.feilmeldinger:
+            self.stats.submitted += 1
+            self.stats.submit_latency.append(self._now() - version.created_at)
+            version = self.journal.transition(
+                version.id,
+                State.SUBMITTED,
+                expect=[State.SUBMITTING],
+                behandlerkravmelding_id=answer.behandlerkravmeldingId,
+                due_at=self._now() + self.options.poll_first,
+                attempts=0,
+                detail={"submit": answer_json},
+                note="mottatt",
+            )
+            self._write_receipts(version)
+            return
+        if codes == {Feilkode.DUPLIKAT_KRAV.value}:
+            # KUHR already has exactly this message: it is there, find it.
+            self.journal.transition(
+                version.id,
+                State.SUBMITTING,
+                note="KUHR says DUPLIKAT_KRAV: finding it",
+                detail={"duplicate_answer": True},
+                due_at=0.0,
+            )
+            await self._reconcile(self.journal.get(version.id))
+            return
+        self._finish(
+            version,
+            State.FEIL_I_MELDING,
+            detail={"submit": answer_json},
+            behandlerkravmelding_id=answer.behandlerkravmeldingId,
+            note="KUHR's technical control rejected the message",
+        )
+
+    async def _reconcile(self, version: Version) -> None:
+        """A version left `submitting`: find it at KUHR, or send it (again) if it is not there."""
+        melding = Behandlerkravmelding.model_validate(load_json(version.detail["claim"]))
+        try:
+            found = await self._find_at_kuhr(version, melding)
+        except KuhrError as err:
+            self.journal.transition(
+                version.id,
+                State.SUBMITTING,
+                note=f"cannot reconcile yet: {err}",
+                attempts=version.attempts + 1,
+                due_at=self._now() + self._backoff(version.attempts),
+            )
+            return
+        if found is not None:
+            self.stats.submitted += 1
+            version = self.journal.transition(
+                version.id,
+                State.SUBMITTED,
+                behandlerkravmelding_id=found,
+                due_at=self._now(),
+                attempts=0,
+                note="found at KUHR after an interrupted submission",
+                detail={"submit": {"behandlerkravmeldingId": found, "status": "mottatt"}},
+            )
+            self._write_receipts(version)
+            return
+        if version.detail.get("duplicate_answer"):
+            self._transient(
+                version,
+                "KUHR reports the claim as a duplicate but it is not in the overview yet",
+                resume=State.SUBMITTING,
+                keep_state=True,
+            )
+            return
+        log.info(
+            "%s: not at KUHR after an interrupted submission; sending it", Path(version.path).name
+        )
+        version = self.journal.transition(version.id, State.CONVERTED, note="not at KUHR: resend")
+        await self._submit(version)
+
+    async def _find_at_kuhr(self, version: Version, melding: Behandlerkravmelding) -> str | None:
+        started = version.submit_started_at or version.created_at
+        since = datetime.fromtimestamp(started - 300, OSLO)
+        fom = None if version.detail.get("duplicate_answer") else since.date()
+        overview = await self.kuhr.hent_status(fom=fom)
+        wanted = {r.guid for r in melding.behandlerkrav.regninger}
+        for entry in overview.behandlerkravmeldinger:
+            if entry.praksisId not in (None, melding.praksisId):
+                continue
+            if entry.antallRegninger not in (None, melding.behandlerkrav.antallRegninger):
+                continue
+            if entry.sumKravbelop is not None and Decimal(entry.sumKravbelop) != Decimal(
+                melding.behandlerkrav.belop
+            ):
+                continue
+            if (
+                fom is not None
+                and entry.mottattidspunkt is not None
+                and (entry.mottattidspunkt < since)
+            ):
+                continue
+            if self.journal.by_kuhr_id(entry.behandlerkravmeldingId) is not None:
+                continue
+            details = await self.kuhr.hent_behandlerkravmelding(entry.behandlerkravmeldingId)
+            for detail in details.behandlerkravmeldinger[:1]:
+                got = {r.guid for r in (detail.innsending.regninger if detail.innsending else [])}
+                if got == wanted:
+                    return entry.behandlerkravmeldingId
+        return None
+
+    async def _track(self, version: Version) -> None:
+        assert version.behandlerkravmelding_id is not None
+        try:
+            details = await self.kuhr.hent_behandlerkravmelding(version.behandlerkravmelding_id)
+        except KuhrError as err:
+            self.journal.transition(
+                version.id,
+                version.state,
+                note=f"status not available: {err}",
+                due_at=self._now() + self._backoff(version.attempts),
+                attempts=version.attempts + 1,
+            )
+            return
+        entries = details.behandlerkravmeldinger
+        stored = _details_json(details)
+        changed = stored != version.detail.get("details")
+        main = entries[0] if entries else None
+        state, final = self._state_from(version.state, main)
+        polls = int(version.detail.get("polls", 0)) + 1
+        due = NEVER if final else self._now() + self._poll_interval(polls, state)
+        version = self.journal.transition(
+            version.id,
+            state,
+            detail={"details": stored, "polls": polls},
+            due_at=due,
+            attempts=0,
+            note=_status_note(main) if changed else None,
+        )
+        if state is State.CONTROLLED and version.state is not State.CONTROLLED:
+            self.stats.controlled += 1
+        if changed or final:
+            self._write_receipts(version)
+            if final:
+                self._move_original(version)
+
+    def _state_from(
+        self, current: State, main: BehandlerkravmeldingStatus | None
+    ) -> tuple[State, bool]:
+        if main is None:
+            return current, False
+        if main.meldingsstatus == Meldingsstatus.FEIL_I_MELDING:
+            return State.FEIL_I_MELDING, True
+        controlled = main.kontrollstatus == Kontrollstatus.FERDIG_KONTROLLERT
+        if not controlled:
+            return current, False
+        if self.options.follow == "control":
+            return State.CONTROLLED, True
+        if main.utbetalingsstatus == Utbetalingsstatus.UTBETALT:
+            return State.PAID, True
+        if main.utbetalingsstatus == Utbetalingsstatus.INGEN_UTBETALING:
+            return State.NO_PAYMENT, True
+        return State.CONTROLLED, False
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _resolve_praksis(self, result: ConvertResult, version: Version):
+        env = result.envelope
+        sender = Sender(
+            orgnr=env.sender_orgnr if env else None, hpr=env.sender_hpr if env else None
+        )
+        listing = None
+        if not self.options.praksis_id and not _rule_matches(
+            self.options, sender, Path(version.path)
+        ):
+            listing = await self._praksis_list()
+        assert result.behandlerkrav is not None
+        return resolve_praksis(
+            result.behandlerkrav,
+            sender=sender,
+            explicit=self.options.praksis_id,
+            rules=self.options.praksis_rules,
+            folder=Path(version.path).parent,
+            praksiser=listing,
+        )
+
+    async def _praksis_list(self) -> PraksisListe:
+        async with self._praksis_lock:
+            cached = self._praksiser
+            if cached is not None and self._now() - cached[0] < self.options.praksis_cache_seconds:
+                return cached[1]
+            listing = await self.kuhr.hent_praksiser()
+            self._praksiser = (self._now(), listing)
+            return listing
+
+    def _reject(
+        self, version: Version, problems: list[Problem], envelope: dict | None = None
+    ) -> None:
+        self.stats.rejected += 1
+        codes = ", ".join(sorted({p.code for p in problems if p.is_error}))
+        self._finish(
+            version,
+            State.REJECTED,
+            note=f"rejected locally: {codes}",
+            detail={"problems": [_problem_dict(p) for p in problems], "envelope": envelope},
+        )
+
+    def _finish(
+        self,
+        version: Version,
+        state: State,
+        *,
+        note: str,
+        detail: dict | None = None,
+        **fields: Any,
+    ) -> None:
+        version = self.journal.transition(
+            version.id, state, note=note, detail=detail or {}, due_at=NEVER, **fields
+        )
+        self._write_receipts(version)
+        self._move_original(version)
+
+    def _transient(
+        self,
+        version: Version,
+        reason: str,
+        *,
+        resume: State | None = None,
+        keep_state: bool = False,
+    ) -> None:
+        self.stats.failed_attempts += 1
+        due = self._now() + self._backoff(version.attempts)
+        if keep_state:
+            self.journal.transition(
+                version.id, version.state, note=reason, due_at=due, attempts=version.attempts + 1
+            )
+            return
+        if version.state in (State.SUBMITTING, State.SUBMITTED, State.CONTROLLED):
+            # Never "failed" once it may be at KUHR: keep the state, try again later.
+            self.journal.transition(
+                version.id, version.state, note=reason, due_at=due, attempts=version.attempts + 1
+            )
+            return
+        version = self.journal.transition(
+            version.id,
+            State.FAILED,
+            note=reason,
+            due_at=due,
+            attempts=version.attempts + 1,
+            detail={"resume": (resume or State.SEEN).value, "message": reason},
+        )
+        self._write_receipts(version)
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.options.retry_max, self.options.retry_base * (2 ** min(attempts, 20)))
+
+    def _poll_interval(self, polls: int, state: State) -> float:
+        cap = self.options.poll_max_payment if state is State.CONTROLLED else self.options.poll_max
+        return min(cap, self.options.poll_first * (1.5 ** min(polls, 40)))
+
+    def facts(self, version: Version) -> ReceiptFacts:
+        """Everything the journal knows about a version, as receipt facts."""
+        detail = version.detail
+        claim = (
+            Behandlerkravmelding.model_validate(load_json(detail["claim"]))
+            if detail.get("claim")
+            else None
+        )
+        submit = SendInnResponse.model_validate(detail["submit"]) if detail.get("submit") else None
+        details = (
+            BehandlerkravmeldingListe.model_validate(
+                load_json(detail["details"])
+            ).behandlerkravmeldinger
+            if detail.get("details")
+            else []
+        )
+        timestamps = {
+            e.state.value: datetime.fromtimestamp(e.at, OSLO)
+            for e in self.journal.events(version.id)
+        }
+        return ReceiptFacts(
+            source=Path(version.path),
+            sha256=version.sha256,
+            size=version.size,
+            environment=self.options.environment,
+            state=version.state.value,
+            envelope=_envelope_from(detail.get("envelope")),
+            problems=[_problem_from(p) for p in detail.get("problems") or []],
+            praksis_id=version.praksis_id,
+            claim=claim,
+            submit=submit,
+            details=details,
+            duplicate_of=detail.get("duplicate_of_path"),
+            timestamps=timestamps,
+            message=detail.get("message") if version.state is State.FAILED else None,
+        )
+
+    def _write_receipts(self, version: Version) -> None:
+        if version.state is State.SKIPPED:
+            return
+        facts = self.facts(version)
+        root = _root_of(version) if self.options.receipts_dir else None
+        try:
+            latest = self.journal.latest_for_path(version.path)
+            if latest is not None and latest.id != version.id:
+                # The EPJ has written newer content to this path: the receipts beside the file
+                # belong to that version now. This one keeps a JSON receipt named by its content.
+                path = superseded_receipt_path(
+                    Path(version.path), version.sha256, self.options.receipts_dir, root
+                )
+                atomic_write(path, (dump_json(build_receipt(facts)) + "\n").encode("utf-8"))
+                return
+            write_receipts(facts, receipts_dir=self.options.receipts_dir, root=root)
+        except (OSError, ValueError) as err:
+            log.error("cannot write receipts for %s: %s", Path(version.path).name, err)
+
+    def _move_original(self, version: Version) -> None:
+        target_dir = None
+        if version.state in (State.REJECTED, State.FEIL_I_MELDING):
+            target_dir = self.options.error_dir
+        elif version.state in (State.CONTROLLED, State.PAID, State.NO_PAYMENT, State.DUPLICATE):
+            target_dir = self.options.archive_dir
+        if target_dir is None:
+            return
+        _move_with_receipts(
+            Path(version.path), target_dir, _root_of(version), self.options.receipts_dir is None
+        )
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def superseded_receipt_path(
+    source: Path, sha256: str, receipts_dir: Path | None, root: Path | None
+) -> Path:
+    """`NAME.xml.<sha256[:12]>.kvittering.json`: the receipt of an earlier version of NAME.xml."""
+    json_path, _ = receipt_paths(source, receipts_dir, root)
+    return json_path.with_name(f"{source.name}.{sha256[:12]}{JSON_SUFFIX}")
+
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _root_of(version: Version) -> Path | None:
+    root = version.detail.get("root")
+    return Path(root) if root else None
+
+
+def _rule_matches(options: PipelineOptions, sender: Sender, path: Path) -> bool:
+    from bridge.kuhr.praksis import matching_rule
+
+    return matching_rule(options.praksis_rules, sender, path.parent) is not None
+
+
+def _unreadable_problem(err: OSError) -> Problem:
+    reason = (
+        "it was deleted before it could be read"
+        if isinstance(err, FileNotFoundError)
+        else (err.strerror or type(err).__name__)
+    )
+    return Problem("FILE_UNREADABLE", f"The file could not be read: {reason}.")
+
+
+def _problem_dict(problem: Problem) -> dict[str, Any]:
+    return {
+        "code": problem.code,
+        "message": problem.message,
+        "line": problem.line,
+        "path": problem.path,
+        "severity": problem.severity.value,
+    }
+
+
+def _problem_from(data: dict[str, Any]) -> Problem:
+    return Problem(
+        data["code"],
+        data["message"],
+        line=data.get("line"),
+        path=data.get("path"),
+        severity=Severity(data.get("severity", "error")),
+    )
+
+
+def _envelope_dict(envelope: Envelope | None) -> dict[str, Any] | None:
+    if envelope is None:
+        return None
+    return {name: getattr(envelope, name) for name in Envelope.__slots__}
+
+
+def _envelope_from(data: dict[str, Any] | None) -> Envelope | None:
+    return Envelope(**data) if data else None
+
+
+def _details_json(details: BehandlerkravmeldingListe) -> str:
+    return dump_json(details, indent=None)
+
+
+def _status_note(main: BehandlerkravmeldingStatus | None) -> str | None:
+    if main is None:
+        return None
+    return "/".join(
+        s for s in (main.meldingsstatus, main.kontrollstatus, main.utbetalingsstatus) if s
+    )
+
+
+def _move_with_receipts(source: Path, target_dir: Path, root: Path | None, beside: bool) -> None:
+    relative = source.name
+    if root is not None:
+        try:
+            relative = str(source.relative_to(root))
+        except ValueError:
+            relative = source.name
+    destination = target_dir / relative
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    moves = [(source, destination)]
+    if beside:
+        for receipt in receipt_paths(source):
+            moves.append((receipt, destination.parent / receipt.name))
+    for old, new in moves:
+        try:
+            old.replace(new)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            log.error("cannot move %s to %s: %s", old.name, target_dir, err.strerror)

@@ -1,0 +1,230 @@
+"""The daemon behind `bkm-bridge watch`, the Windows service and the systemd unit.
+
+`Runner.start()` returns once the bridge is running (KUHR reachable or sandbox started, folders
+locked, intake started); `Runner.stop()` stops intake, lets in-flight steps finish (each step is
+short and checkpointed in the journal) and returns within a few seconds. `run_once()` is the
+same machinery for `watch --once`: take what is in the folders, follow every claim to its
+final control result, write the receipts, return an exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from bridge.config import Environment, Settings
+from bridge.journal import Journal, State
+from bridge.kuhr.client import (
+    AsyncKuhrClient,
+    client_options,
+    read_sandbox_info,
+    resolve_target,
+    token_provider_for,
+)
+from bridge.pipeline import Pipeline, PipelineOptions
+from bridge.receipts import is_receipt_name
+
+log = logging.getLogger("bridge.runner")
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir("bkm-bridge", appauthor=False))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    folders: tuple[Path, ...]
+    once: bool = False
+    sandbox_clock: datetime | None = None
+    sandbox_speed: float | None = None  # None: the configured kuhr.sandbox_speed
+    drain_timeout: float = 120.0  # --once: how long to wait for files still being written
+
+
+class Runner:
+    def __init__(self, settings: Settings, options: RunOptions) -> None:
+        if not options.folders:
+            raise ValueError("no folders to watch: give them as arguments or [watch] folders")
+        self.settings = settings
+        self.options = options
+        self.started = threading.Event()
+        self.exit_code: int | None = None
+        self.error: BaseException | None = None
+        self.pipeline: Pipeline | None = None
+        self.journal: Journal | None = None
+        self.watcher: Any = None
+        self.sandbox: Any = None
+        self.environment = settings.kuhr.environment.value
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ contract
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Run in a background thread; return once running (raise if start-up failed)."""
+        self._thread = threading.Thread(target=self._thread_main, name="bkm-bridge", daemon=True)
+        self._thread.start()
+        while not self.started.wait(0.05):
+            if not self._thread.is_alive():
+                break
+            timeout -= 0.05
+            if timeout <= 0:
+                raise TimeoutError("bkm-bridge did not start in time")
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop intake, finish the steps in flight, close everything. Idempotent."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait(self) -> int:
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.exit_code or 0
+
+    def run_once(self) -> int:
+        """`watch --once` in the calling thread."""
+        self.options = replace(self.options, once=True)
+        self._thread_main()
+        if self.error is not None:
+            raise self.error
+        return self.exit_code or 0
+
+    # ------------------------------------------------------------------ inside
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # reported to the thread that called start()/run_once()
+            self.error = err
+            self.started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self._running() as pipeline:
+            if self.options.once:
+                self.exit_code = await self._once(pipeline)
+                return
+            self.started.set()
+            await pipeline.run(self._stop)
+            self.exit_code = 0
+
+    async def _once(self, pipeline: Pipeline) -> int:
+        handed = await asyncio.to_thread(self.watcher.drain, self.options.drain_timeout)
+        await asyncio.sleep(0)  # let the offers scheduled from the intake thread run
+        self.started.set()
+        await pipeline.run_until_settled()
+        assert self.journal is not None
+        failed = 0
+        for path in handed:
+            version = self.journal.latest_for_path(str(path))
+            if version is not None and version.state in (State.REJECTED, State.FAILED):
+                failed += 1
+        return 1 if failed else 0
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[Pipeline]:
+        settings = self.settings
+        watch = settings.watch
+        async with AsyncExitStack() as stack:
+            info, speed = self._sandbox_info(stack)
+            target = resolve_target(settings, info, embedded=self.sandbox is not None)
+            log.info("bkm-bridge → %s (%s)", target.label, target.api_url)
+            if target.is_sandbox:
+                log.warning("SANDBOX: claims go to a KUHR stand-in, never to Helfo")
+            tokens = token_provider_for(target, settings)
+            kuhr = AsyncKuhrClient(target.api_url, tokens, **client_options(settings, target))
+            stack.push_async_callback(kuhr.aclose)
+            state_dir = watch.state_dir or default_state_dir()
+            self.journal = Journal(state_dir / f"journal-{self.environment}.db")
+            stack.callback(self.journal.close)
+            scale = max(1.0, speed or 1.0)
+            self.pipeline = Pipeline(self.journal, kuhr, self._pipeline_options(scale))
+            self.watcher = self._make_watcher()
+            self.watcher.start()
+            stack.callback(self.watcher.stop)
+            yield self.pipeline
+
+    def _sandbox_info(self, stack: AsyncExitStack) -> tuple[dict[str, Any] | None, float | None]:
+        k = self.settings.kuhr
+        if k.environment is not Environment.SANDBOX:
+            return None, None
+        if k.sandbox_state_dir is not None:
+            info = read_sandbox_info(k.sandbox_state_dir)
+            return info, float(info.get("speed", 1.0))
+        from bridge.sandbox import start_sandbox  # FastAPI/uvicorn only when needed
+
+        speed = self.options.sandbox_speed or k.sandbox_speed
+        self.sandbox = start_sandbox(clock=self.options.sandbox_clock, speed=speed)
+        stack.callback(self.sandbox.stop)
+        return self.sandbox.info, speed
+
+    def _pipeline_options(self, time_scale: float) -> PipelineOptions:
+        watch = self.settings.watch
+        base = PipelineOptions()
+        return PipelineOptions(
+            environment=self.environment,
+            follow=watch.follow,
+            praksis_id=watch.praksis_id,
+            praksis_rules=tuple(self.settings.praksis.rules),
+            receipts_dir=watch.receipts_dir,
+            archive_dir=watch.archive_dir,
+            error_dir=watch.error_dir,
+            allow_mismatch=watch.allow_mismatch,
+            concurrency=watch.concurrency,
+            # An accelerated sandbox moves claims faster: poll it as often, in its time.
+            poll_first=max(0.05, base.poll_first / time_scale),
+            poll_max=max(0.2, base.poll_max / time_scale),
+            poll_max_payment=max(0.2, base.poll_max_payment / time_scale),
+        )
+
+    def _make_watcher(self) -> Any:
+        from bridge.watcher import FolderWatcher, IntakeOptions
+
+        watch = self.settings.watch
+        folders = tuple(Path(f).resolve() for f in self.options.folders)
+        options = IntakeOptions(
+            folders=folders,
+            recursive=watch.recursive,
+            include=tuple(watch.include),
+            exclude=tuple(watch.exclude),
+            quiet_seconds=watch.quiet_seconds,
+            rescan_seconds=watch.rescan_seconds,
+            polling=watch.polling,
+            done_files=watch.done_files,
+            exclusive_open=watch.exclusive_open,
+            lock_folders=watch.lock_folders,
+        )
+        loop = self._loop
+        assert loop is not None and self.pipeline is not None
+        pipeline = self.pipeline
+
+        def on_complete(path: Path) -> None:
+            root = _root_for(path, folders)
+            loop.call_soon_threadsafe(pipeline.offer, path, root)
+
+        return FolderWatcher(options, on_complete, is_own_file=is_receipt_name)
+
+
+def _root_for(path: Path, folders: tuple[Path, ...]) -> Path | None:
+    resolved = path.resolve()
+    for folder in folders:
+        if resolved.is_relative_to(folder):
+            return folder
+    return None
