@@ -6,6 +6,8 @@ Problems go to stderr as `FILE:LINE: CODE: sentence`; results go to stdout.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -140,6 +142,9 @@ def _register_subsystem_commands() -> None:
     sandbox_command.register(app)
     kuhr_command.register(app)
     watch_commands.register(app)
+    for name in ("bridge.migrate_command", "bridge.service_command"):
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(app)
 
 
 def main() -> None:

@@ -115,14 +115,11 @@ class Pipeline:
     def offer(self, path: Path, root: Path | None = None) -> Version | None:
         """A complete file: register this version of it (by content) and wake the workers."""
         try:
-            data = path.read_bytes() if path.stat().st_size <= self.options.max_bytes else None
+            size = path.stat().st_size
+            data = path.read_bytes() if size <= self.options.max_bytes else None
+            sha = _sha256_of_file(path) if data is None else hashlib.sha256(data).hexdigest()
         except OSError as err:
-            log.warning("cannot read %s: %s", path.name, err.strerror)
-            return None
-        if data is None:
-            sha, size = _sha256_of_file(path), path.stat().st_size
-        else:
-            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+            return self._offer_unreadable(path, root, err)
         version, created = self.journal.record_seen(str(path), sha, size)
         if created:
             self.journal.transition(
@@ -130,6 +127,20 @@ class Pipeline:
             )
             log.info("new file version %s (%s…)", path.name, sha[:12])
             self._wakeup.set()
+        return version
+
+    def _offer_unreadable(self, path: Path, root: Path | None, err: OSError) -> Version | None:
+        """A file that vanished or cannot be read still gets a receipt saying so. Its version
+        key is a placeholder; `bkm-bridge retry` re-reads it once the cause is fixed."""
+        log.warning("cannot read %s: %s", path.name, err.strerror or type(err).__name__)
+        marker = hashlib.sha256(f"unreadable:{path}:{type(err).__name__}".encode()).hexdigest()
+        version, created = self.journal.record_seen(str(path), marker, 0)
+        if not created and version.state is not State.SEEN:
+            return version
+        self.journal.transition(
+            version.id, State.SEEN, detail={"root": str(root) if root else None}
+        )
+        self._reject(self.journal.get(version.id), [_unreadable_problem(err)])
         return version
 
     def wake(self) -> None:

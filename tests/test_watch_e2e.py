@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -217,3 +218,83 @@ def test_watch_once_cli_with_bad_files(tmp_path: Path) -> None:
     assert local.returncode == 0, local.stderr
     states = {Path(r["fil"]).name: r["tilstand"] for r in json.loads(local.stdout)["filer"]}
     assert states == {"good.xml": "controlled", "broken.xml": "rejected", "apprec.xml": "skipped"}
+
+
+def _start_watch(inbox: Path, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "watch",
+            str(inbox),
+            "--state-dir",
+            str(state),
+            "--quiet-seconds",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"never saw {needle!r}:\n{''.join(seen)}")
+
+
+def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    proc = _start_watch(inbox, tmp_path / "state")
+    try:
+        _wait_for_line(proc, "watching 1 folder")
+        shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", inbox / "krav.xml")
+        _wait_for_line(proc, "POST /process/sendinnbehandlerkravmelding")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        proc.kill()
+    assert receipt_of(inbox / "krav.xml")["behandlerkravmeldingId"]
+
+
+def test_a_second_bridge_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first = _start_watch(inbox, tmp_path / "state-1")
+    try:
+        _wait_for_line(first, "watching 1 folder")
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bridge",
+                "watch",
+                str(inbox),
+                "--state-dir",
+                str(tmp_path / "state-2"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert second.returncode == 1
+        assert "FolderLockedError" in second.stderr
+        assert str(first.pid) in second.stderr  # names the process that holds the folder
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=15)

@@ -430,6 +430,20 @@ def test_a_zero_byte_file_is_handed_over_once_it_stays_empty_or_has_content(
     ]
 
 
+def test_an_unreadable_file_is_handed_over_so_the_pipeline_can_report_it(
+    tmp_path: Path, make_watcher: Callable[..., FolderWatcher]
+) -> None:
+    target = tmp_path / "ulesbar.xml"
+    target.write_bytes(b"<a/>")
+    target.chmod(0)
+    try:
+        recorder = Recorder()
+        make_watcher(tmp_path, recorder)
+        assert recorder.wait_for_name("ulesbar.xml")
+    finally:
+        target.chmod(0o644)
+
+
 def test_a_file_deleted_while_pending_is_forgotten(
     tmp_path: Path, make_watcher: Callable[..., FolderWatcher]
 ) -> None:

@@ -1,0 +1,438 @@
+"""Removing patient data, tokens and keys from anything that is about to be written for people
+to read: log lines (bridge.logs) and the status page (bridge.health).
+
+Two layers, so that nothing depends on the caller being careful:
+
+* `redact_value` walks structures (pydantic models, dicts, lists, dataclasses, bytes, XML or
+  JSON text) and blanks what sits under a patient or secret key: `pasient`, names, diagnoses,
+  birth dates, the free-text `merknad`; JWK private members, passwords, tokens.
+* `redact_text` scrubs finished text: fødselsnummer / D-nummer (any 11-digit run, also
+  `DDMMYY NNNNN`), JWTs and `Bearer …` values, PEM private keys, patient XML elements, labelled
+  values (`fornavn='Kari'`, `"diagnoser": [...]`) and every patient name or diagnosis code
+  the first layer has seen in this process.
+
+What stays readable: praksisId (10 digits), organisasjonsnummer (9), HPR numbers (7–9), UUIDs
+(behandlerkravmeldingId, GUIDs), file names, codes and counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+REDACTED = "[redacted]"
+FNR = "[fnr]"
+TOKEN = "[token]"
+PRIVATE_KEY = "[private key]"
+MAX_TEXT = 64 * 1024  # longer payloads are cut (a log line is no place for a whole file)
+
+# --------------------------------------------------------------------------- keys
+
+
+def _norm(key: object) -> str:
+    return re.sub(r"[_\-\s]", "", str(key)).casefold()
+
+
+# The value under these keys is patient data: blanked whatever its shape.
+PATIENT_KEYS = frozenset(
+    _norm(k)
+    for k in (
+        "pasient",
+        "patient",
+        "fornavn",
+        "etternavn",
+        "mellomnavn",
+        "givenname",
+        "familyname",
+        "middlename",
+        "pasientnavn",
+        "fodselsdato",
+        "dateofbirth",
+        "fodselsnummer",
+        "fnr",
+        "dnr",
+        "diagnoser",
+        "diagnose",
+        "diagnosis",
+        "diagnoses",
+        "henvisningsdiagnose",
+        "sjeldenmedisinsktilstand",
+        "sykdomslistepunkt",
+        "merknad",  # the EPJ's free text on a regning (KUHR's `merknader` are codes: kept)
+        "eea",
+    )
+)
+NAME_KEYS = frozenset(
+    _norm(k)
+    for k in ("fornavn", "etternavn", "mellomnavn", "givenname", "familyname", "middlename")
+)
+DIAGNOSIS_KEYS = frozenset(
+    _norm(k) for k in ("diagnoser", "diagnose", "diagnosis", "diagnoses", "henvisningsdiagnose")
+)
+SECRET_KEYS = frozenset(
+    _norm(k)
+    for k in (
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "token",
+        "client_assertion",
+        "assertion",
+        "authorization",
+        "dpop",
+        "password",
+        "passord",
+        "pkcs12_password",
+        "secret",
+        "client_secret",
+        "private_key",
+        "privatekey",
+    )
+)
+# Private members of a JWK (RFC 7518): only secret when the mapping is a key ("kty" present).
+JWK_PRIVATE = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+# --------------------------------------------------------------------------- learned values
+
+
+class _Learned:
+    """Patient names and diagnosis codes seen in structures, scrubbed from free text later."""
+
+    def __init__(self, limit: int = 5000) -> None:
+        self._limit = limit
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, value: object) -> None:
+        if not isinstance(value, str):
+            return
+        for word in _WORD.findall(value):
+            folded = word.casefold()
+            if len(folded) < 3 or folded.isdigit():
+                continue  # digits are the fnr rule's; one- and two-letter words are too common
+            with self._lock:
+                self._values[folded] = None
+                self._values.move_to_end(folded)
+                while len(self._values) > self._limit:
+                    self._values.popitem(last=False)
+
+    def __contains__(self, word: str) -> bool:
+        return word.casefold() in self._values
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+_WORD = re.compile(r"\w+(?:[.\-]\w+)*")
+LEARNED = _Learned()
+
+
+def remember_patient_data(claim: Any) -> None:
+    """Learn the patient names and diagnosis codes of a claim (model, dict or JSON text) so
+    that free text naming them is scrubbed too. Walking it with `redact_value` does the same."""
+    redact_value(claim)
+
+
+# --------------------------------------------------------------------------- structures
+
+
+def redact_value(value: Any, _depth: int = 0) -> Any:
+    """A JSON-friendly copy of `value` with patient data and secrets blanked."""
+    if _depth > 40:
+        return "[…]"
+    if value is None or isinstance(value, bool | float | Decimal):
+        return value
+    if isinstance(value, int):
+        return FNR if 10**10 <= abs(value) < 10**11 else value
+    if isinstance(value, str):
+        return redact_string(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return redact_string(decode_bytes(bytes(value)))
+    if isinstance(value, PurePath):
+        return redact_text(str(value))
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    dumped = _as_structure(value)
+    if dumped is not None:
+        return redact_value(dumped, _depth + 1)
+    if isinstance(value, Mapping):
+        is_jwk = "kty" in value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _norm(key)
+            if name in PATIENT_KEYS:
+                _learn(name, item)
+                out[str(key)] = REDACTED
+            elif name in SECRET_KEYS or (is_jwk and name in JWK_PRIVATE):
+                out[str(key)] = REDACTED
+            else:
+                out[str(key)] = redact_value(item, _depth + 1)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(item, _depth + 1) for item in value]
+    element = _xml_element_text(value)
+    if element is not None:
+        return redact_string(element)
+    return redact_text(str(value))
+
+
+def _as_structure(value: Any) -> Any | None:
+    """Models and dataclasses as plain data (None: not one of those)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            return dump(mode="json")
+        except Exception:
+            return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+    return None
+
+
+def _xml_element_text(value: Any) -> str | None:
+    if type(value).__module__.startswith("lxml"):
+        try:
+            from lxml import etree
+
+            return etree.tostring(value, encoding="unicode")
+        except Exception:
+            return None
+    return None
+
+
+def _learn(key: str, value: Any) -> None:
+    """Remember names and diagnosis codes found under a patient key (any depth)."""
+    if isinstance(value, str):
+        if key in NAME_KEYS:
+            LEARNED.add(value)
+        elif key in DIAGNOSIS_KEYS:
+            LEARNED.add(value)
+        return
+    dumped = _as_structure(value)
+    if dumped is not None:
+        _learn(key, dumped)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            name = _norm(k)
+            if name in NAME_KEYS:
+                LEARNED.add(v)
+            elif key in DIAGNOSIS_KEYS and name == "kode":
+                LEARNED.add(v)
+            elif name in PATIENT_KEYS:
+                _learn(name, v)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _learn(key, item)
+
+
+def decode_bytes(data: bytes) -> str:
+    """Bytes as text the way an XML file would decode (BOM, UTF-8, else windows-1252)."""
+    cut = len(data) > MAX_TEXT
+    data = data[:MAX_TEXT]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16", errors="replace")
+    elif data[:200].count(b"\x00") > 20:
+        text = data.decode("utf-16-le", errors="replace")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+    return text + ("…[cut]" if cut else "")
+
+
+def redact_string(text: str) -> str:
+    """A string that may be JSON, XML or prose."""
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + "…[cut]"
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped[:1] in ("{", "["):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            pass
+        else:
+            return json.dumps(redact_value(parsed), ensure_ascii=False, default=str)
+    return redact_text(text)
+
+
+# --------------------------------------------------------------------------- free text
+
+_PEM = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    re.DOTALL,
+)
+_JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}(?:\.[\w-]*){1,3}")
+_AUTH_SCHEME = re.compile(r"\b(Bearer|DPoP|Basic)(\s+)[\w\-.~+/]+=*", re.IGNORECASE)
+_SECRET_KV = re.compile(
+    r"(?i)(?P<q>[\"']?)\b(?P<key>access_token|id_token|refresh_token|client_assertion|"
+    r"assertion|password|passord|client_secret|pkcs12_password|secret)(?P=q)"
+    r"(?P<sep>\s*[:=]\s*)"
+    r"(?:(?P<vq>[\"'])(?P<qv>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s,&;}\])]+))"
+)
+_JWK_MEMBER = re.compile(r"(?P<q>[\"'])(?:d|p|q|dp|dq|qi|k)(?P=q)\s*:\s*(?P<vq>[\"'])[^\"']*(?P=vq)")
+_PATIENT_KV = re.compile(
+    r"(?i)(?P<q>[\"']?)\b(?P<key>fornavn|etternavn|mellomnavn|givenname|familyname|"
+    r"middlename|fodselsdato|dateofbirth|fodselsnummer|fnr|dnr|merknad|"
+    r"sjeldenMedisinskTilstand)(?P=q)(?P<sep>\s*[:=]\s*)"
+    r"(?:(?P<vq>[\"'])(?P<qv>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s,;)}\]]+))"
+)
+# Values that open a bracket: the whole bracketed value goes.
+_PATIENT_BLOCK = re.compile(
+    r"(?i)(?P<q>[\"']?)\b(?P<key>pasient|patient|diagnoser|diagnose|henvisningsdiagnose|eea)"
+    r"(?P=q)(?P<sep>\s*[:=]\s*)(?:[A-Za-z_]\w*)?(?P<open>[\[{(])"
+)
+_REPR_BLOCK = re.compile(r"\b(?P<key>Pasient|Diagnose|Eea)\((?!\))")
+_XML_PATIENT = re.compile(
+    r"<(?P<p>[\w.-]+:)?(?P<tag>Patient|Pasient)\b[^>]*?(?:/>|>.*?(?:</(?P=p)?(?P=tag)\s*>|\Z))",
+    re.DOTALL,
+)
+_XML_TEXT_ELEMENT = re.compile(
+    r"<(?P<p>[\w.-]+:)?(?P<tag>FamilyName|GivenName|MiddleName|DateOfBirth|Merknad|"
+    r"Fornavn|Etternavn)\b(?P<attrs>[^>]*?)>(?P<body>.*?)(?:</(?P=p)?(?P=tag)\s*>|\Z)",
+    re.DOTALL,
+)
+_XML_CODED_ELEMENT = re.compile(
+    r"<(?P<p>[\w.-]+:)?(?P<tag>Diagnose|HenvisningsDiagnose|Sykdomslistepunkt)\b(?P<attrs>[^>]*?)"
+    r"(?P<end>/?>)"
+)
+_XML_ATTR = re.compile(r"\b(?:V|DN|OT)\s*=\s*(?P<q>[\"'])(?P<v>.*?)(?P=q)")
+_FNR = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)")
+_CLOSING = {"[": "]", "{": "}", "(": ")"}
+
+
+def redact_text(text: str) -> str:
+    """Scrub finished text (a formatted log line, a traceback, a page string)."""
+    if not text:
+        return text
+    text = _PEM.sub(PRIVATE_KEY, text)
+    text = _JWT.sub(TOKEN, text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{TOKEN}", text)
+    text = _SECRET_KV.sub(_keep_key, text)
+    text = _JWK_MEMBER.sub(lambda m: f"{m.group('q')}{m.group(0)[1:].split(m.group('q'))[0]}"
+                           f"{m.group('q')}: {m.group('vq')}{REDACTED}{m.group('vq')}", text)
+    if "<" in text:
+        text = _redact_xml(text)
+    text = _redact_blocks(text)
+    text = _PATIENT_KV.sub(_keep_key_learning, text)
+    text = _FNR.sub(FNR, text)
+    if LEARNED:
+        text = _WORD.sub(lambda m: REDACTED if m.group(0) in LEARNED else m.group(0), text)
+    return text
+
+
+def _keep_key(match: re.Match[str]) -> str:
+    q, key, sep, vq = match.group("q"), match.group("key"), match.group("sep"), match.group("vq")
+    value = f"{vq}{REDACTED}{vq}" if vq else REDACTED
+    return f"{q}{key}{q}{sep}{value}"
+
+
+def _keep_key_learning(match: re.Match[str]) -> str:
+    value = match.group("qv") if match.group("vq") else match.group("bare")
+    if _norm(match.group("key")) in NAME_KEYS and value:
+        LEARNED.add(value)
+    return _keep_key(match)
+
+
+def _redact_xml(text: str) -> str:
+    def patient(m: re.Match[str]) -> str:
+        for inner in _XML_TEXT_ELEMENT.finditer(m.group(0)):
+            if inner.group("tag") in ("FamilyName", "GivenName", "MiddleName"):
+                LEARNED.add(inner.group("body"))
+        p = m.group("p") or ""
+        return f"<{p}{m.group('tag')}>{REDACTED}</{p}{m.group('tag')}>"
+
+    def element(m: re.Match[str]) -> str:
+        p, tag = m.group("p") or "", m.group("tag")
+        if tag in ("FamilyName", "GivenName", "MiddleName", "Fornavn", "Etternavn"):
+            LEARNED.add(m.group("body"))
+        return f"<{p}{tag}{m.group('attrs')}>{REDACTED}</{p}{tag}>"
+
+    def coded(m: re.Match[str]) -> str:
+        for attr in _XML_ATTR.finditer(m.group("attrs")):
+            if attr.group(0).startswith("V"):
+                LEARNED.add(attr.group("v"))
+        attrs = _XML_ATTR.sub(lambda a: a.group(0).split("=")[0] + f'="{REDACTED}"',
+                              m.group("attrs"))
+        return f"<{m.group('p') or ''}{m.group('tag')}{attrs}{m.group('end')}"
+
+    text = _XML_PATIENT.sub(patient, text)
+    text = _XML_TEXT_ELEMENT.sub(element, text)
+    return _XML_CODED_ELEMENT.sub(coded, text)
+
+
+def _redact_blocks(text: str) -> str:
+    """`"pasient": {...}`, `pasient=Pasient(...)`, `Diagnose(...)`: the bracketed value goes,
+    nested brackets and quoted strings included; an unclosed one is cut to the end."""
+    for pattern in (_PATIENT_BLOCK, _REPR_BLOCK):
+        pos = 0
+        while True:
+            match = pattern.search(text, pos)
+            if match is None:
+                break
+            open_at = match.end() - 1
+            close_at = _matching_close(text, open_at)
+            inner = text[open_at + 1 : close_at]
+            _learn_from_text(inner)
+            closing = text[close_at] if close_at < len(text) else ""
+            if pattern is _PATIENT_BLOCK and match.group("q"):
+                replacement = f'{match.group(0)[: match.start("open") - match.start()]}'
+                replacement = replacement[: len(match.group(0)) - 1 - (
+                    match.start("open") - match.end("sep"))]
+                replacement += f"{match.group('q')}{REDACTED}{match.group('q')}"
+                end = close_at + (1 if closing else 0)
+            else:
+                replacement = text[match.start() : open_at + 1] + REDACTED + closing
+                end = close_at + (1 if closing else 0)
+            text = text[: match.start()] + replacement + text[end:]
+            pos = match.start() + len(replacement)
+    return text
+
+
+def _matching_close(text: str, open_at: int) -> int:
+    """Index of the bracket closing the one at `open_at` (len(text) when unclosed)."""
+    stack = [_CLOSING[text[open_at]]]
+    quote: str | None = None
+    i = open_at + 1
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _CLOSING:
+            stack.append(_CLOSING[ch])
+        elif ch == stack[-1]:
+            stack.pop()
+            if not stack:
+                return i
+        i += 1
+    return len(text)
+
+
+def _learn_from_text(inner: str) -> None:
+    for match in _PATIENT_KV.finditer(inner):
+        if _norm(match.group("key")) in NAME_KEYS:
+            LEARNED.add(match.group("qv") if match.group("vq") else match.group("bare"))
+    for match in re.finditer(r"(?i)[\"']?\bkode[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", inner):
+        LEARNED.add(match.group(1))
+
+
+def redact_all(values: Iterable[Any]) -> list[Any]:
+    return [redact_value(v) for v in values]
