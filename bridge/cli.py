@@ -142,7 +142,7 @@ def _register_subsystem_commands() -> None:
     sandbox_command.register(app)
     kuhr_command.register(app)
     watch_commands.register(app)
-    for name in ("bridge.migrate_command", "bridge.service_command"):
+    for name in ("bridge.migrate_command", "bridge.service_command", "bridge.precheck_command"):
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).register(app)
 

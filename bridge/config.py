@@ -209,6 +209,16 @@ class WatchSettings(_Section):
     http_host: str = "127.0.0.1"
 
 
+class LoggingSettings(_Section):
+    """Where log lines go (patient data, tokens and keys are redacted whatever is chosen)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one JSON object per line
+    log_file: Path | None = None  # also write to this file, rotated by size
+    max_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
+    backups: int = Field(5, ge=0, le=100)
+
+
 # The TOML file of the load in progress; a context variable keeps concurrent loads apart.
 _toml_file: ContextVar[Path | None] = ContextVar("bkm_bridge_toml_file", default=None)
 
@@ -273,6 +283,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     praksis: PraksisSettings = PraksisSettings()
     watch: WatchSettings = WatchSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _config_file: Path | None = PrivateAttr(default=None)

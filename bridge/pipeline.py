@@ -115,7 +115,15 @@ class Pipeline:
     def offer(self, path: Path, root: Path | None = None) -> Version | None:
         """A complete file: register this version of it (by content) and wake the workers."""
         try:
-            size = path.stat().st_size
+            stat = path.stat()
+            known = self.journal.latest_for_path(str(path))
+            if (
+                known is not None
+                and known.size == stat.st_size
+                and known.detail.get("mtime_ns") == stat.st_mtime_ns
+            ):
+                return known  # unchanged since it was seen (a restart hands every file over)
+            size = stat.st_size
             data = path.read_bytes() if size <= self.options.max_bytes else None
             sha = _sha256_of_file(path) if data is None else hashlib.sha256(data).hexdigest()
         except OSError as err:
@@ -123,7 +131,9 @@ class Pipeline:
         version, created = self.journal.record_seen(str(path), sha, size)
         if created:
             self.journal.transition(
-                version.id, State.SEEN, detail={"root": str(root) if root else None}
+                version.id,
+                State.SEEN,
+                detail={"root": str(root) if root else None, "mtime_ns": stat.st_mtime_ns},
             )
             log.info("new file version %s (%s…)", path.name, sha[:12])
             self._wakeup.set()
@@ -338,13 +348,7 @@ class Pipeline:
         except KuhrError as err:
             # Unknown whether it landed: reconcile later, never blindly resend.
             self.stats.failed_attempts += 1
-            self.journal.transition(
-                version.id,
-                State.SUBMITTING,
-                note=f"no answer from KUHR: {err}",
-                attempts=version.attempts + 1,
-                due_at=self._now() + self._backoff(version.attempts),
-            )
+            self._later(version, f"no answer from KUHR: {err}")
             return
         await self._after_answer(version, answer)
 
@@ -395,13 +399,7 @@ class Pipeline:
         try:
             found = await self._find_at_kuhr(version, melding)
         except KuhrError as err:
-            self.journal.transition(
-                version.id,
-                State.SUBMITTING,
-                note=f"cannot reconcile yet: {err}",
-                attempts=version.attempts + 1,
-                due_at=self._now() + self._backoff(version.attempts),
-            )
+            self._later(version, f"cannot reconcile yet: {err}")
             return
         if found is not None:
             self.stats.submitted += 1
@@ -465,13 +463,7 @@ class Pipeline:
         try:
             details = await self.kuhr.hent_behandlerkravmelding(version.behandlerkravmelding_id)
         except KuhrError as err:
-            self.journal.transition(
-                version.id,
-                version.state,
-                note=f"status not available: {err}",
-                due_at=self._now() + self._backoff(version.attempts),
-                attempts=version.attempts + 1,
-            )
+            self._later(version, f"status not available: {err}")
             return
         entries = details.behandlerkravmeldinger
         stored = _details_json(details)
@@ -580,27 +572,29 @@ class Pipeline:
         keep_state: bool = False,
     ) -> None:
         self.stats.failed_attempts += 1
-        due = self._now() + self._backoff(version.attempts)
-        if keep_state:
-            self.journal.transition(
-                version.id, version.state, note=reason, due_at=due, attempts=version.attempts + 1
-            )
-            return
-        if version.state in (State.SUBMITTING, State.SUBMITTED, State.CONTROLLED):
+        if keep_state or version.state in (State.SUBMITTING, State.SUBMITTED, State.CONTROLLED):
             # Never "failed" once it may be at KUHR: keep the state, try again later.
-            self.journal.transition(
-                version.id, version.state, note=reason, due_at=due, attempts=version.attempts + 1
-            )
+            self._later(version, reason)
             return
         version = self.journal.transition(
             version.id,
             State.FAILED,
             note=reason,
-            due_at=due,
+            due_at=self._now() + self._backoff(version.attempts),
             attempts=version.attempts + 1,
             detail={"resume": (resume or State.SEEN).value, "message": reason},
         )
         self._write_receipts(version)
+
+    def _later(self, version: Version, note: str) -> None:
+        """Keep the state and try the same step again after a backoff."""
+        self.journal.transition(
+            version.id,
+            version.state,
+            note=note,
+            attempts=version.attempts + 1,
+            due_at=self._now() + self._backoff(version.attempts),
+        )
 
     def _backoff(self, attempts: int) -> float:
         return min(self.options.retry_max, self.options.retry_base * (2 ** min(attempts, 20)))

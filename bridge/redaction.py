@@ -22,7 +22,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -104,7 +104,10 @@ JWK_PRIVATE = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 class _Learned:
-    """Patient names and diagnosis codes seen in structures, scrubbed from free text later."""
+    """Patient names and diagnosis codes seen in structures, scrubbed from free text later.
+
+    Bounded (oldest forgotten first) and in memory only. Words shorter than three letters and
+    numbers are not learned: numbers are the fnr rule's, short words too common."""
 
     def __init__(self, limit: int = 5000) -> None:
         self._limit = limit
@@ -114,15 +117,16 @@ class _Learned:
     def add(self, value: object) -> None:
         if not isinstance(value, str):
             return
-        for word in _WORD.findall(value):
-            folded = word.casefold()
-            if len(folded) < 3 or folded.isdigit():
-                continue  # digits are the fnr rule's; one- and two-letter words are too common
-            with self._lock:
+        words = {*_TOKEN.findall(value), *_PART.findall(value)}
+        with self._lock:
+            for word in words:
+                folded = word.casefold()
+                if len(folded) < 3 or folded.isdigit() or folded in _NOT_NAMES:
+                    continue
                 self._values[folded] = None
                 self._values.move_to_end(folded)
-                while len(self._values) > self._limit:
-                    self._values.popitem(last=False)
+            while len(self._values) > self._limit:
+                self._values.popitem(last=False)
 
     def __contains__(self, word: str) -> bool:
         return word.casefold() in self._values
@@ -134,8 +138,16 @@ class _Learned:
         with self._lock:
             self._values.clear()
 
+    def scrub(self, text: str) -> str:
+        def swap(match: re.Match[str]) -> str:
+            return REDACTED if match.group(0).casefold() in self._values else match.group(0)
 
-_WORD = re.compile(r"\w+(?:[.\-]\w+)*")
+        return _PART.sub(swap, _TOKEN.sub(swap, text))
+
+
+_TOKEN = re.compile(r"\w+(?:[.\-]\w+)+")  # codes such as J06.9, names such as Anne-Lise
+_PART = re.compile(r"\w+")
+_NOT_NAMES = frozenset({"none", "null", "true", "false", "nan", "redacted", "fnr", "token"})
 LEARNED = _Learned()
 
 
@@ -172,7 +184,9 @@ def redact_value(value: Any, _depth: int = 0) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             name = _norm(key)
-            if name in PATIENT_KEYS:
+            if item is None:
+                out[str(key)] = None
+            elif name in PATIENT_KEYS:
                 _learn(name, item)
                 out[str(key)] = REDACTED
             elif name in SECRET_KEYS or (is_jwk and name in JWK_PRIVATE):
@@ -193,7 +207,7 @@ def _as_structure(value: Any) -> Any | None:
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
         try:
-            return dump(mode="json")
+            return dump(mode="json", exclude_none=True)
         except Exception:
             return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -215,9 +229,7 @@ def _xml_element_text(value: Any) -> str | None:
 def _learn(key: str, value: Any) -> None:
     """Remember names and diagnosis codes found under a patient key (any depth)."""
     if isinstance(value, str):
-        if key in NAME_KEYS:
-            LEARNED.add(value)
-        elif key in DIAGNOSIS_KEYS:
+        if key in NAME_KEYS or key in DIAGNOSIS_KEYS:
             LEARNED.add(value)
         return
     dumped = _as_structure(value)
@@ -226,9 +238,7 @@ def _learn(key: str, value: Any) -> None:
     elif isinstance(value, Mapping):
         for k, v in value.items():
             name = _norm(k)
-            if name in NAME_KEYS:
-                LEARNED.add(v)
-            elif key in DIAGNOSIS_KEYS and name == "kode":
+            if name in NAME_KEYS or (key in DIAGNOSIS_KEYS and name == "kode"):
                 LEARNED.add(v)
             elif name in PATIENT_KEYS:
                 _learn(name, v)
@@ -271,101 +281,117 @@ def redact_string(text: str) -> str:
 # --------------------------------------------------------------------------- free text
 
 _PEM = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
     re.DOTALL,
 )
 _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}(?:\.[\w-]*){1,3}")
 _AUTH_SCHEME = re.compile(r"\b(Bearer|DPoP|Basic)(\s+)[\w\-.~+/]+=*", re.IGNORECASE)
+# `key: value`, `key=value`, `"key": "value"`, `'key': 'value'`; the value keeps its quotes.
+_VALUE = (
+    r"(?P<sep>\s*[:=]\s*)"
+    r"(?:(?P<vq>[\"'])(?P<qv>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s,;&)}\]]+))"
+)
 _SECRET_KV = re.compile(
     r"(?i)(?P<q>[\"']?)\b(?P<key>access_token|id_token|refresh_token|client_assertion|"
-    r"assertion|password|passord|client_secret|pkcs12_password|secret)(?P=q)"
-    r"(?P<sep>\s*[:=]\s*)"
-    r"(?:(?P<vq>[\"'])(?P<qv>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s,&;}\])]+))"
+    r"assertion|password|passord|client_secret|pkcs12_password|secret)\b(?P=q)" + _VALUE
 )
-_JWK_MEMBER = re.compile(r"(?P<q>[\"'])(?:d|p|q|dp|dq|qi|k)(?P=q)\s*:\s*(?P<vq>[\"'])[^\"']*(?P=vq)")
+_JWK_MEMBER = re.compile(
+    r"(?P<q>[\"'])(?P<key>d|p|q|dp|dq|qi|k)(?P=q)(?P<sep>\s*:\s*)(?P<vq>[\"'])[^\"']*(?P=vq)"
+)
 _PATIENT_KV = re.compile(
     r"(?i)(?P<q>[\"']?)\b(?P<key>fornavn|etternavn|mellomnavn|givenname|familyname|"
     r"middlename|fodselsdato|dateofbirth|fodselsnummer|fnr|dnr|merknad|"
-    r"sjeldenMedisinskTilstand)(?P=q)(?P<sep>\s*[:=]\s*)"
-    r"(?:(?P<vq>[\"'])(?P<qv>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s,;)}\]]+))"
+    r"sjeldenMedisinskTilstand)\b(?P=q)" + _VALUE
 )
-# Values that open a bracket: the whole bracketed value goes.
+# A patient key whose value opens a bracket (`"pasient": {`, `diagnoser=[`,
+# `pasient=Pasient(`): the whole bracketed value goes.
 _PATIENT_BLOCK = re.compile(
     r"(?i)(?P<q>[\"']?)\b(?P<key>pasient|patient|diagnoser|diagnose|henvisningsdiagnose|eea)"
-    r"(?P=q)(?P<sep>\s*[:=]\s*)(?:[A-Za-z_]\w*)?(?P<open>[\[{(])"
+    r"\b(?P=q)(?P<sep>\s*[:=]\s*)(?:[A-Za-z_]\w*)?(?P<open>[\[{(])"
 )
-_REPR_BLOCK = re.compile(r"\b(?P<key>Pasient|Diagnose|Eea)\((?!\))")
+_REPR_BLOCK = re.compile(r"\b(?P<key>Pasient|Diagnose|Eea)(?P<open>\()(?!\))")
 _XML_PATIENT = re.compile(
     r"<(?P<p>[\w.-]+:)?(?P<tag>Patient|Pasient)\b[^>]*?(?:/>|>.*?(?:</(?P=p)?(?P=tag)\s*>|\Z))",
     re.DOTALL,
 )
+_XML_NAME_TAGS = ("FamilyName", "GivenName", "MiddleName", "Fornavn", "Etternavn")
 _XML_TEXT_ELEMENT = re.compile(
     r"<(?P<p>[\w.-]+:)?(?P<tag>FamilyName|GivenName|MiddleName|DateOfBirth|Merknad|"
     r"Fornavn|Etternavn)\b(?P<attrs>[^>]*?)>(?P<body>.*?)(?:</(?P=p)?(?P=tag)\s*>|\Z)",
     re.DOTALL,
 )
 _XML_CODED_ELEMENT = re.compile(
-    r"<(?P<p>[\w.-]+:)?(?P<tag>Diagnose|HenvisningsDiagnose|Sykdomslistepunkt)\b(?P<attrs>[^>]*?)"
-    r"(?P<end>/?>)"
+    r"<(?P<p>[\w.-]+:)?(?P<tag>Diagnose|HenvisningsDiagnose|Sykdomslistepunkt)\b"
+    r"(?P<attrs>[^>]*?)(?P<end>/?>)"
 )
-_XML_ATTR = re.compile(r"\b(?:V|DN|OT)\s*=\s*(?P<q>[\"'])(?P<v>.*?)(?P=q)")
+_XML_ATTR = re.compile(r"\b(?P<name>V|DN|OT)\s*=\s*(?P<q>[\"'])(?P<v>.*?)(?P=q)")
+_KODE = re.compile(r"(?i)[\"']?\bkode[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']")
+# Fødselsnummer, D-nummer, H-nummer: 11 digits, also written DDMMYY NNNNN / DDMMYY-NNNNN.
 _FNR = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)")
 _CLOSING = {"[": "]", "{": "}", "(": ")"}
 
 
 def redact_text(text: str) -> str:
-    """Scrub finished text (a formatted log line, a traceback, a page string)."""
+    """Scrub finished text (a formatted log line, a traceback, a string on the status page).
+    Idempotent: its own markers match none of its rules."""
     if not text:
         return text
     text = _PEM.sub(PRIVATE_KEY, text)
     text = _JWT.sub(TOKEN, text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{TOKEN}", text)
     text = _SECRET_KV.sub(_keep_key, text)
-    text = _JWK_MEMBER.sub(lambda m: f"{m.group('q')}{m.group(0)[1:].split(m.group('q'))[0]}"
-                           f"{m.group('q')}: {m.group('vq')}{REDACTED}{m.group('vq')}", text)
+    text = _JWK_MEMBER.sub(_keep_key, text)
     if "<" in text:
         text = _redact_xml(text)
     text = _redact_blocks(text)
     text = _PATIENT_KV.sub(_keep_key_learning, text)
     text = _FNR.sub(FNR, text)
     if LEARNED:
-        text = _WORD.sub(lambda m: REDACTED if m.group(0) in LEARNED else m.group(0), text)
+        text = LEARNED.scrub(text)
     return text
 
 
+def redact_line(text: str) -> str:
+    """The rules that cannot break JSON escaping, for an already encoded JSON log line."""
+    text = _PEM.sub(PRIVATE_KEY, text)
+    text = _JWT.sub(TOKEN, text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{TOKEN}", text)
+    text = _FNR.sub(FNR, text)
+    return LEARNED.scrub(text) if LEARNED else text
+
+
 def _keep_key(match: re.Match[str]) -> str:
-    q, key, sep, vq = match.group("q"), match.group("key"), match.group("sep"), match.group("vq")
-    value = f"{vq}{REDACTED}{vq}" if vq else REDACTED
-    return f"{q}{key}{q}{sep}{value}"
+    """`key: value` → `key: [redacted]`, keeping the quotes so JSON stays JSON."""
+    groups = match.groupdict()
+    q, vq = groups.get("q") or "", groups.get("vq") or ""
+    return f"{q}{groups['key']}{q}{groups['sep']}{vq}{REDACTED}{vq}"
 
 
 def _keep_key_learning(match: re.Match[str]) -> str:
-    value = match.group("qv") if match.group("vq") else match.group("bare")
-    if _norm(match.group("key")) in NAME_KEYS and value:
-        LEARNED.add(value)
+    if _norm(match.group("key")) in NAME_KEYS:
+        LEARNED.add(match.group("qv") if match.group("vq") else match.group("bare"))
     return _keep_key(match)
 
 
 def _redact_xml(text: str) -> str:
     def patient(m: re.Match[str]) -> str:
         for inner in _XML_TEXT_ELEMENT.finditer(m.group(0)):
-            if inner.group("tag") in ("FamilyName", "GivenName", "MiddleName"):
+            if inner.group("tag") in _XML_NAME_TAGS:
                 LEARNED.add(inner.group("body"))
-        p = m.group("p") or ""
-        return f"<{p}{m.group('tag')}>{REDACTED}</{p}{m.group('tag')}>"
+        p, tag = m.group("p") or "", m.group("tag")
+        return f"<{p}{tag}>{REDACTED}</{p}{tag}>"
 
     def element(m: re.Match[str]) -> str:
         p, tag = m.group("p") or "", m.group("tag")
-        if tag in ("FamilyName", "GivenName", "MiddleName", "Fornavn", "Etternavn"):
+        if tag in _XML_NAME_TAGS:
             LEARNED.add(m.group("body"))
         return f"<{p}{tag}{m.group('attrs')}>{REDACTED}</{p}{tag}>"
 
     def coded(m: re.Match[str]) -> str:
         for attr in _XML_ATTR.finditer(m.group("attrs")):
-            if attr.group(0).startswith("V"):
+            if attr.group("name") == "V":
                 LEARNED.add(attr.group("v"))
-        attrs = _XML_ATTR.sub(lambda a: a.group(0).split("=")[0] + f'="{REDACTED}"',
-                              m.group("attrs"))
+        attrs = _XML_ATTR.sub(lambda a: f'{a.group("name")}="{REDACTED}"', m.group("attrs"))
         return f"<{m.group('p') or ''}{m.group('tag')}{attrs}{m.group('end')}"
 
     text = _XML_PATIENT.sub(patient, text)
@@ -374,28 +400,21 @@ def _redact_xml(text: str) -> str:
 
 
 def _redact_blocks(text: str) -> str:
-    """`"pasient": {...}`, `pasient=Pasient(...)`, `Diagnose(...)`: the bracketed value goes,
-    nested brackets and quoted strings included; an unclosed one is cut to the end."""
+    """The bracketed value of a patient key goes, nested brackets and quoted strings included;
+    an unclosed one (a cut-off line) is cut to the end."""
     for pattern in (_PATIENT_BLOCK, _REPR_BLOCK):
         pos = 0
-        while True:
-            match = pattern.search(text, pos)
-            if match is None:
-                break
-            open_at = match.end() - 1
+        while (match := pattern.search(text, pos)) is not None:
+            open_at = match.start("open")
             close_at = _matching_close(text, open_at)
-            inner = text[open_at + 1 : close_at]
-            _learn_from_text(inner)
-            closing = text[close_at] if close_at < len(text) else ""
-            if pattern is _PATIENT_BLOCK and match.group("q"):
-                replacement = f'{match.group(0)[: match.start("open") - match.start()]}'
-                replacement = replacement[: len(match.group(0)) - 1 - (
-                    match.start("open") - match.end("sep"))]
-                replacement += f"{match.group('q')}{REDACTED}{match.group('q')}"
-                end = close_at + (1 if closing else 0)
+            _learn_from_text(text[open_at + 1 : close_at])
+            end = min(close_at + 1, len(text))
+            if pattern is _PATIENT_BLOCK:
+                q = match.group("q")
+                kept = text[match.start() : match.end("sep")]
+                replacement = kept + (f'"{REDACTED}"' if q == '"' else REDACTED)
             else:
-                replacement = text[match.start() : open_at + 1] + REDACTED + closing
-                end = close_at + (1 if closing else 0)
+                replacement = f"{match.group('key')}({REDACTED})"
             text = text[: match.start()] + replacement + text[end:]
             pos = match.start() + len(replacement)
     return text
@@ -430,9 +449,5 @@ def _learn_from_text(inner: str) -> None:
     for match in _PATIENT_KV.finditer(inner):
         if _norm(match.group("key")) in NAME_KEYS:
             LEARNED.add(match.group("qv") if match.group("vq") else match.group("bare"))
-    for match in re.finditer(r"(?i)[\"']?\bkode[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", inner):
+    for match in _KODE.finditer(inner):
         LEARNED.add(match.group(1))
-
-
-def redact_all(values: Iterable[Any]) -> list[Any]:
-    return [redact_value(v) for v in values]

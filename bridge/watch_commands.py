@@ -18,20 +18,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bridge.cli_options import ConfigOpt, EnvOpt
 from bridge.config import ConfigError, Environment, Settings, load_settings
 from bridge.journal import Journal, JournalError, State
 from bridge.model import load_json
 from bridge.receipts import receipt_paths
 from bridge.runner import Runner, RunOptions, default_state_dir
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="Settings file (default: $BKM_BRIDGE_CONFIG, else ./bkm-bridge.toml).",
-        dir_okay=False,
-    ),
-]
 StateDirOpt = Annotated[
     Path | None,
     typer.Option(
@@ -39,10 +32,6 @@ StateDirOpt = Annotated[
         help="Where the journal lives (default: the per-user state folder).",
         file_okay=False,
     ),
-]
-EnvOpt = Annotated[
-    Environment | None,
-    typer.Option("--environment", "--env", help="KUHR environment (overrides the settings)."),
 ]
 
 

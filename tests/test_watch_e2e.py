@@ -61,6 +61,19 @@ def regning_results(receipt: dict[str, Any]) -> dict[str, tuple[str, list[str]]]
     }
 
 
+def daemon_settings(tmp_path: Path, **extra: Any):
+    """The daemon pointed at the test's standalone sandbox, with its own journal."""
+    return load_settings(
+        None,
+        {
+            "kuhr.sandbox_state_dir": tmp_path / "sandbox",
+            "watch.state_dir": tmp_path / "state",
+            "watch.quiet_seconds": 0.2,
+            **extra,
+        },
+    )
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path):
     with start_sandbox(state_dir=tmp_path / "sandbox", clock=SEED_CLOCK) as running:
@@ -72,15 +85,7 @@ def test_seed_workflow_through_the_daemon(tmp_path: Path, sandbox, caplog) -> No
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     admin = sandbox.info["admin_url"]
-    settings = load_settings(
-        None,
-        {
-            "kuhr.sandbox_state_dir": tmp_path / "sandbox",
-            "watch.state_dir": tmp_path / "state",
-            "watch.quiet_seconds": 0.2,
-            "watch.follow": "payment",
-        },
-    )
+    settings = daemon_settings(tmp_path, **{"watch.follow": "payment"})
     runner = Runner(settings, RunOptions(folders=(inbox,)))
     runner.start()
     try:
@@ -129,15 +134,8 @@ def test_same_content_again_is_not_sent_again(tmp_path: Path, sandbox) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     admin = sandbox.info["admin_url"]
-    settings = load_settings(
-        None,
-        {
-            "kuhr.sandbox_state_dir": tmp_path / "sandbox",
-            "watch.state_dir": tmp_path / "state",
-            "watch.quiet_seconds": 0.2,
-            "watch.praksis_id": "1004326178",  # the claim is from 2014: no praksis period covers it
-        },
-    )
+    # The claim is from 2014: no praksis period covers it, so the praksis is given.
+    settings = daemon_settings(tmp_path, **{"watch.praksis_id": "1004326178"})
     runner = Runner(settings, RunOptions(folders=(inbox,)))
     runner.start()
     try:

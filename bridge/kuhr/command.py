@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bridge.cli_options import ConfigOpt, EnvOpt, JsonOpt
 from bridge.config import ConfigError, Environment, Settings, load_settings
 from bridge.kuhr.auth import TokenError
 from bridge.kuhr.client import Connection, KuhrError, KuhrUnavailable, SendInnResult, connect
@@ -49,18 +50,6 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # How far an embedded sandbox's clock moves per poll of `submit --wait`.
 SANDBOX_ADVANCE_SECONDS = 30
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="Settings file (default: $BKM_BRIDGE_CONFIG, else ./bkm-bridge.toml).",
-        dir_okay=False,
-    ),
-]
-EnvOpt = Annotated[
-    Environment | None,
-    typer.Option("--environment", "--env", help="KUHR environment (overrides the settings)."),
-]
 StateDirOpt = Annotated[
     Path | None,
     typer.Option(
@@ -69,7 +58,6 @@ StateDirOpt = Annotated[
         file_okay=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _out() -> Console:
