@@ -75,6 +75,7 @@ class Claim:
     data: bytes
     guid: str
     patient: str
+    msg_id: str  # MsgHead MsgInfo/MsgId (the AppRec's OriginalMsgId/Id)
 
 
 def build_claims(count: int, *, tag: int = 0) -> list[Claim]:
@@ -108,10 +109,9 @@ def build_claims(count: int, *, tag: int = 0) -> list[Claim]:
         krav = Behandlerkrav(
             navnEPJ="BenchEPJ", regninger=[regning], antallRegninger=1, belop=regning.belop
         )
-        data = write_bkm_xml(
-            krav, sender=sender, msg_id=str(uuid.UUID(int=(tag << 32) | n, version=4))
-        )
-        claims.append(Claim(f"krav-{tag:02d}-{n:05d}.xml", data, guid, patient))
+        msg_id = str(uuid.UUID(int=(tag << 32) | n, version=4))
+        data = write_bkm_xml(krav, sender=sender, msg_id=msg_id)
+        claims.append(Claim(f"krav-{tag:02d}-{n:05d}.xml", data, guid, patient, msg_id))
     return claims
 
 

@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 
 from bridge.batch import SourceFile, convert_to_folder, find_xml_files
-from bridge.convert import DEFAULT_MAX_BYTES, ConvertContext, ConvertResult, convert_file
+from bridge.cli_options import ConfigOpt
+from bridge.convert import ConvertContext, ConvertResult, convert_file
 from bridge.model import dump_json
 
 app = typer.Typer(
@@ -45,23 +46,36 @@ AllowMismatchOpt = Annotated[
     ),
 ]
 MaxBytesOpt = Annotated[
-    int, typer.Option("--max-bytes", help="Refuse files larger than this.", min=1)
+    int | None,
+    typer.Option("--max-bytes", help="Refuse files larger than this (default 32 MiB).", min=1),
 ]
 
 
 def _context(
-    praksis_id: str | None, xsd_dirs: list[Path] | None, allow_mismatch: bool, max_bytes: int
+    praksis_id: str | None,
+    xsd_dirs: list[Path] | None,
+    allow_mismatch: bool,
+    max_bytes: int | None,
+    config: Path | None,
 ) -> ConvertContext:
+    """Flags win; otherwise the `[xml]` settings (xsd_dirs, max_file_bytes) apply."""
+    from bridge.config import ConfigError, load_settings
+
+    try:
+        xml = load_settings(config).xml
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    dirs = xsd_dirs or xml.xsd_dirs
     registry = None
-    if xsd_dirs:
+    if dirs:
         from bridge.legacy.schemas import SchemaRegistry
 
-        registry = SchemaRegistry(extra_dirs=xsd_dirs)
+        registry = SchemaRegistry(extra_dirs=dirs)
     return ConvertContext(
         praksis_id=praksis_id,
         allow_mismatch=allow_mismatch,
         registry=registry,
-        max_bytes=max_bytes,
+        max_bytes=max_bytes or xml.max_file_bytes,
     )
 
 
@@ -82,10 +96,11 @@ def convert(
     ] = None,
     allow_mismatch: AllowMismatchOpt = False,
     xsd_dir: XsdDirOpt = None,
-    max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
+    max_bytes: MaxBytesOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Convert legacy BKM XML to the JSON BKM that KUHR's API takes."""
-    context = _context(praksis_id, xsd_dir, allow_mismatch, max_bytes)
+    context = _context(praksis_id, xsd_dir, allow_mismatch, max_bytes, config)
     if out is None:
         if len(paths) != 1 or paths[0].is_dir():
             raise typer.BadParameter("give --out DIR to convert several files or a folder")
@@ -117,10 +132,11 @@ def validate(
     paths: PathsArg,
     allow_mismatch: AllowMismatchOpt = False,
     xsd_dir: XsdDirOpt = None,
-    max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
+    max_bytes: MaxBytesOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Check legacy BKM XML files (schema, values, totals) without converting or sending."""
-    context = _context(None, xsd_dir, allow_mismatch, max_bytes)
+    context = _context(None, xsd_dir, allow_mismatch, max_bytes, config)
     failed = 0
     for source in find_xml_files(paths):
         result = convert_file(source.path, context)

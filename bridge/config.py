@@ -181,6 +181,14 @@ class PraksisSettings(_Section):
     rules: list[PraksisRule] = []
 
 
+class XmlSettings(_Section):
+    """Reading legacy files: extra schema folders (an official XSD dropped in wins over the
+    built-in one for its namespace) and the largest file accepted."""
+
+    xsd_dirs: list[Path] = []
+    max_file_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+
+
 class WatchSettings(_Section):
     """The daemon: which folders, when a file is complete, where state and receipts go."""
 
@@ -232,7 +240,7 @@ def _resolve_relative_paths(data: Any, base: Path) -> Any:
         for key, value in data.items():
             if isinstance(value, str) and key.endswith(_PATH_KEYS):
                 out[key] = _relative_to(value, base)
-            elif isinstance(value, list) and key.endswith("folders"):
+            elif isinstance(value, list) and key.endswith(("folders", "_dirs")):
                 out[key] = [_relative_to(v, base) if isinstance(v, str) else v for v in value]
             else:
                 out[key] = _resolve_relative_paths(value, base)
@@ -283,6 +291,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     praksis: PraksisSettings = PraksisSettings()
     watch: WatchSettings = WatchSettings()
+    xml: XmlSettings = XmlSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -73,7 +73,7 @@ def convert(data: bytes, context: ConvertContext) -> ConvertResult:
 
 def _convert(data: bytes, context: ConvertContext) -> ConvertResult:
     if len(data) > context.max_bytes:
-        return ConvertResult(problems=[_too_large(len(data), context.max_bytes)])
+        return ConvertResult(problems=[too_large(len(data), context.max_bytes)])
     document, problems = read_legacy(data)
     if document is None:
         return ConvertResult(problems=problems)
@@ -112,7 +112,7 @@ def convert_file(path: Path, context: ConvertContext) -> ConvertResult:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > context.max_bytes:
-                return ConvertResult(problems=[_too_large(size, context.max_bytes)])
+                return ConvertResult(problems=[too_large(size, context.max_bytes)])
             data = handle.read(context.max_bytes + 1)
     except OSError as err:
         return ConvertResult(problems=[_unreadable(err)])
@@ -157,7 +157,7 @@ def _first_descendant(element: etree._Element, localname: str) -> etree._Element
     return None
 
 
-def _too_large(size: int, limit: int) -> Problem:
+def too_large(size: int, limit: int) -> Problem:
     return Problem(
         "FILE_TOO_LARGE",
         f"The file is {size:,} bytes; the limit is {limit:,} bytes (setting max_file_bytes). "

@@ -190,3 +190,15 @@ def reset_logging() -> None:
         if getattr(handler, _OURS, False):
             root.removeHandler(handler)
             handler.close()
+
+
+def setup_from_settings(settings: Any, *, stream: TextIO | None = sys.stderr) -> None:
+    """`setup_logging` from a `[logging]` section (bridge.config.LoggingSettings)."""
+    setup_logging(
+        settings.level,
+        fmt=settings.format,
+        file=settings.log_file,
+        max_bytes=settings.max_bytes,
+        backups=settings.backups,
+        stream=stream,
+    )

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from bridge.convert import ConvertContext, ConvertResult, convert
+from bridge.convert import ConvertContext, ConvertResult, convert, too_large
 from bridge.fsutil import atomic_write
 from bridge.journal import Journal, State, Version
 from bridge.kuhr.client import AsyncKuhrClient, KuhrError
 from bridge.kuhr.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.legacy.read import Envelope
+from bridge.legacy.schemas import SchemaRegistry
 from bridge.model import (
     Behandlerkravmelding,
     BehandlerkravmeldingListe,
@@ -69,6 +70,7 @@ class PipelineOptions:
     error_dir: Path | None = None  # move originals here once rejected
     allow_mismatch: bool = False
     max_bytes: int = 32 * 1024 * 1024
+    xsd_dirs: tuple[Path, ...] = ()  # extra schema folders, winning over the built-in ones
     concurrency: int = 8
     lease_seconds: float = 300.0
     retry_base: float = 2.0  # first transient retry after this many seconds, doubling
@@ -109,6 +111,10 @@ class Pipeline:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._praksiser: tuple[float, PraksisListe] | None = None
         self._praksis_lock = asyncio.Lock()
+        registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
+        self._context = ConvertContext(
+            allow_mismatch=options.allow_mismatch, max_bytes=options.max_bytes, registry=registry
+        )
 
     # ------------------------------------------------------------------ intake
 
@@ -265,6 +271,10 @@ class Pipeline:
 
     async def _convert(self, version: Version) -> None:
         path = Path(version.path)
+        if version.size > self.options.max_bytes:
+            # Refused without reading it into memory.
+            self._reject(version, [too_large(version.size, self.options.max_bytes)])
+            return
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as err:
@@ -290,10 +300,7 @@ class Pipeline:
                 detail={"duplicate_of_path": earlier.path},
             )
             return
-        context = ConvertContext(
-            allow_mismatch=self.options.allow_mismatch, max_bytes=self.options.max_bytes
-        )
-        result = await asyncio.to_thread(convert, data, context)
+        result = await asyncio.to_thread(convert, data, self._context)
         envelope = _envelope_dict(result.envelope)
         if any(p.code == "NOT_A_BKM" for p in result.problems):
             self.journal.transition(

@@ -62,6 +62,8 @@ class Runner:
         self.journal: Journal | None = None
         self.watcher: Any = None
         self.sandbox: Any = None
+        self.target: Any = None  # bridge.kuhr.client.Target, once resolved
+        self.health: Any = None  # bridge.health.RunningHealth when watch.http_port is set
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -89,6 +91,19 @@ class Runner:
             loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def responsive(self, timeout: float = 5.0) -> bool:
+        """True when the running bridge's event loop answers within `timeout` seconds (the
+        systemd watchdog and the health endpoint ask)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or loop.is_closed() or thread is None or not thread.is_alive():
+            return False
+        answered = threading.Event()
+        try:
+            loop.call_soon_threadsafe(answered.set)
+        except RuntimeError:  # closed in between
+            return False
+        return answered.wait(timeout)
 
     def wait(self) -> int:
         if self._thread is not None:
@@ -145,6 +160,7 @@ class Runner:
         async with AsyncExitStack() as stack:
             info, speed = self._sandbox_info(stack)
             target = resolve_target(settings, info, embedded=self.sandbox is not None)
+            self.target = target
             log.info("bkm-bridge → %s (%s)", target.label, target.api_url)
             if target.is_sandbox:
                 log.warning("SANDBOX: claims go to a KUHR stand-in, never to Helfo")
@@ -159,6 +175,11 @@ class Runner:
             self.watcher = self._make_watcher()
             self.watcher.start()
             stack.callback(self.watcher.stop)
+            if watch.http_port:
+                from bridge.health import start_health_server
+
+                self.health = start_health_server(self, watch.http_host, watch.http_port)
+                stack.callback(self.health.stop)
             yield self.pipeline
 
     def _sandbox_info(self, stack: AsyncExitStack) -> tuple[dict[str, Any] | None, float | None]:
@@ -187,6 +208,8 @@ class Runner:
             archive_dir=watch.archive_dir,
             error_dir=watch.error_dir,
             allow_mismatch=watch.allow_mismatch,
+            max_bytes=self.settings.xml.max_file_bytes,
+            xsd_dirs=tuple(self.settings.xml.xsd_dirs),
             concurrency=watch.concurrency,
             # An accelerated sandbox moves claims faster: poll it as often, in its time.
             poll_first=max(0.05, base.poll_first / time_scale),

@@ -219,3 +219,16 @@ def test_python_dash_m_and_console_script_are_the_same() -> None:
     for command in ("convert", "validate", "sandbox", "praksis", "submit", "status"):
         assert command in via_module.stdout
         assert command in via_script.stdout
+
+
+def test_an_official_xsd_dropped_in_through_the_config_wins(tmp_path: Path) -> None:
+    """`[xml] xsd_dirs` in bkm-bridge.toml: the drop-in schema (stricter about element order)
+    serves the BKM namespace instead of the built-in one."""
+    reordered = ROOT / "tests" / "fixtures" / "schemas" / "bkm-reordered.xml"
+    assert run_cli("validate", str(reordered)).returncode == 0  # the built-in accepts it
+    config = tmp_path / "bkm-bridge.toml"
+    strict = ROOT / "tests" / "fixtures" / "schemas" / "dropin-strict"
+    config.write_text(f'[xml]\nxsd_dirs = ["{strict.as_posix()}"]\n', encoding="utf-8")
+    proc = run_cli("validate", str(reordered), "--config", str(config))
+    assert proc.returncode == 1
+    assert "SCHEMA_INVALID" in proc.stderr
