@@ -279,7 +279,11 @@ class FaultWeather(threading.Thread):
     """Keeps the sandbox's faults on: `error_rate` 5xx, `drop_rate` dropped connections and
     `lost_response_rate` lost answers all the time, and every `period` s a draw decides whether
     the next period is slow (latency beyond the client's read timeout, so every call in it
-    times out). A constant latency would time out every call; phases let retries get through."""
+    times out). A constant latency would time out every call; phases let retries get through.
+
+    The faults are set again only when the phase changes: every POST /faults reseeds the
+    sandbox's fault RNG, and reseeding every period would give the first request of every
+    period the same fate."""
 
     def __init__(
         self,
@@ -290,8 +294,8 @@ class FaultWeather(threading.Thread):
         error_rate: float = 0.2,
         drop_rate: float = 0.1,
         lost_response_rate: float = 0.05,
-        slow_share: float = 0.3,
-        period: float = 1.0,
+        slow_share: float = 0.25,
+        period: float = 1.5,
     ) -> None:
         super().__init__(name="fault-weather", daemon=True)
         self.admin_url = admin_url
@@ -309,13 +313,16 @@ class FaultWeather(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        current: bool | None = None
         with httpx.Client(timeout=10) as client:
             while not self._stop_event.is_set():
                 slow = self.rng.random() < self.slow_share
                 self.periods += 1
                 self.slow_periods += slow
-                faults = {**self.base, "latency_ms": self.slow_ms if slow else 0}
-                client.post(f"{self.admin_url}/faults", json=faults).raise_for_status()
+                if slow != current:
+                    faults = {**self.base, "latency_ms": self.slow_ms if slow else 0}
+                    client.post(f"{self.admin_url}/faults", json=faults).raise_for_status()
+                    current = slow
                 self._stop_event.wait(self.period)
 
     def stop(self) -> None:
@@ -406,6 +413,7 @@ def run_reliability(
             weather = FaultWeather(admin, seed=seed, slow_ms=read_timeout * 2500)
             weather.start()
         records: list[KillRecord] = []
+        proc: subprocess.Popen[bytes] | None = None
         try:
             for run in range(kills):
                 proc = setup.start()
@@ -436,6 +444,8 @@ def run_reliability(
                 f"SIGTERM → exit {code} in {stop_seconds:.1f} s"
             )
         finally:
+            if proc is not None and proc.poll() is None:  # the run broke off: leave no daemon
+                kill(proc)
             if weather is not None:
                 weather.stop()
         stats = httpx.get(f"{admin}/stats", timeout=30).json()
@@ -499,7 +509,11 @@ def summarize(result: ReliabilityRun) -> list[tuple[str, str, str]]:
             f"slow periods {result.fault_periods[0]}/{result.fault_periods[1]}",
         ),
         ("last start → all final", f"{result.settle_seconds:.1f} s", ""),
-        ("SIGTERM → exit", f"{result.final_stop_seconds:.1f} s (code {result.final_exit_code})", ""),
+        (
+            "SIGTERM → exit",
+            f"{result.final_stop_seconds:.1f} s (code {result.final_exit_code})",
+            "",
+        ),
         ("receipt temp files left by kills", str(len(result.leftover_temp_files)), ""),
         ("wall time", f"{result.seconds:.1f} s", ""),
     ]

@@ -10,13 +10,13 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bridge.batch import SourceFile, convert_to_folder, find_xml_files
 from bridge.cli_options import ConfigOpt
-from bridge.convert import ConvertContext, ConvertResult, convert_file
+from bridge.convert import DEFAULT_MAX_BYTES, ConvertContext, ConvertResult, convert_file
 from bridge.model import dump_json
 
 app = typer.Typer(
@@ -59,13 +59,8 @@ def _context(
     config: Path | None,
 ) -> ConvertContext:
     """Flags win; otherwise the `[xml]` settings (xsd_dirs, max_file_bytes) apply."""
-    from bridge.config import ConfigError, load_settings
-
-    try:
-        xml = load_settings(config).xml
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    dirs = xsd_dirs or xml.xsd_dirs
+    xml_dirs, xml_max = _xml_settings(config)
+    dirs = xsd_dirs or xml_dirs
     registry = None
     if dirs:
         from bridge.legacy.schemas import SchemaRegistry
@@ -75,13 +70,42 @@ def _context(
         praksis_id=praksis_id,
         allow_mismatch=allow_mismatch,
         registry=registry,
-        max_bytes=max_bytes or xml.max_file_bytes,
+        max_bytes=max_bytes or xml_max,
     )
 
 
-def _report(source: Path, result: ConvertResult) -> None:
+def _xml_settings(config: Path | None) -> tuple[list[Path], int]:
+    """The `[xml]` settings; loading the settings machinery only when something is configured
+    keeps `convert` quick to start (it is called once per file by some EPJ scripts)."""
+    import os
+
+    configured = config is not None or any(
+        name.upper().startswith(("BKM_BRIDGE_CONFIG", "BKM_BRIDGE_XML")) for name in os.environ
+    )
+    if not configured and not Path("bkm-bridge.toml").is_file():
+        return [], DEFAULT_MAX_BYTES
+    from bridge.config import ConfigError, load_settings
+
+    try:
+        xml = load_settings(config).xml
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return list(xml.xsd_dirs), xml.max_file_bytes
+
+
+def _report(source: Path, result: ConvertResult, precheck: Any = None) -> None:
     for problem in result.problems:
         print(problem.format(str(source)), file=sys.stderr)
+    if precheck is not None and result.ok and result.melding is not None:
+        for finding in precheck(result.melding):  # pre-control findings: warnings only
+            print(finding.format(str(source)), file=sys.stderr)
+
+
+def _precheck(config: Path | None) -> Any:
+    """The pre-control hook (bridge.precheck_command), or None when precheck.mode is off."""
+    from bridge.precheck_command import convert_precheck
+
+    return convert_precheck(config)
 
 
 @app.command()
@@ -101,18 +125,19 @@ def convert(
 ) -> None:
     """Convert legacy BKM XML to the JSON BKM that KUHR's API takes."""
     context = _context(praksis_id, xsd_dir, allow_mismatch, max_bytes, config)
+    precheck = _precheck(config)
     if out is None:
         if len(paths) != 1 or paths[0].is_dir():
             raise typer.BadParameter("give --out DIR to convert several files or a folder")
         result = convert_file(paths[0], context)
-        _report(paths[0], result)
+        _report(paths[0], result, precheck)
         if result.melding is None:
             raise typer.Exit(1)
         sys.stdout.write(dump_json(result.melding) + "\n")
         return
 
     def report(source: SourceFile, result: ConvertResult) -> None:
-        _report(source.path, result)
+        _report(source.path, result, precheck)
 
     summary = convert_to_folder(find_xml_files(paths), out, context, on_result=report)
     print(
@@ -163,6 +188,12 @@ def _register_subsystem_commands() -> None:
             importlib.import_module(name).register(app)
 
 
+# The conversion commands start without loading the other subsystems (HTTP client, sandbox,
+# daemon): an EPJ script may call `convert` once per file.
+_FAST_COMMANDS = {"convert", "validate"}
+
+
 def main() -> None:
-    _register_subsystem_commands()
+    if len(sys.argv) < 2 or sys.argv[1] not in _FAST_COMMANDS:
+        _register_subsystem_commands()
     app()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bridge.config import Environment
+from bridge.environment import Environment
 
 ConfigOpt = Annotated[
     Path | None,

@@ -23,6 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bridge.environment import Environment
+
 ENV_PREFIX = "BKM_BRIDGE_"
 CONFIG_ENV_VAR = "BKM_BRIDGE_CONFIG"
 DEFAULT_CONFIG_NAME = "bkm-bridge.toml"
@@ -31,12 +33,6 @@ API_PATH = "/kuhr/krav/v1"
 
 class ConfigError(Exception):
     """The configuration cannot be read or is invalid; the message says what to fix."""
-
-
-class Environment(StrEnum):
-    SANDBOX = "sandbox"
-    DEV = "dev"
-    PROD = "prod"
 
 
 class AuthMethod(StrEnum):
@@ -227,6 +223,23 @@ class LoggingSettings(_Section):
     backups: int = Field(5, ge=0, le=100)
 
 
+class PrecheckSettings(_Section):
+    """The pre-control against Helfo's open data (docs/precheck.md)."""
+
+    # warn: findings go into receipts and onto stderr; block: a claim with findings is not
+    # sent (rejected locally, PRECHECK_BLOCKED); off: no pre-control.
+    mode: Literal["warn", "block", "off"] = "warn"
+    # Where `takster sync` keeps the tables. Default: <watch.state_dir or the platform's
+    # per-user state folder>/opendata.
+    cache_dir: Path | None = None
+    # The open data API. Default: Helfo's (https://opne-data-api.helserefusjon.no/v1); for
+    # environment sandbox, the sandbox's own copy.
+    opne_data_url: str | None = None
+    # The fagområde (LE, TH …) when the praksis's type is not known (praksisId given by flag
+    # or rule); otherwise a takst code of any fagområde is accepted.
+    fagomraade: str | None = None
+
+
 # The TOML file of the load in progress; a context variable keeps concurrent loads apart.
 _toml_file: ContextVar[Path | None] = ContextVar("bkm_bridge_toml_file", default=None)
 
@@ -291,6 +304,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     praksis: PraksisSettings = PraksisSettings()
     watch: WatchSettings = WatchSettings()
+    precheck: PrecheckSettings = PrecheckSettings()
     xml: XmlSettings = XmlSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -145,6 +146,28 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def owner_is_dead(owner: str | None) -> bool:
+    """True when the lease holder was a process on this host that no longer runs (a killed
+    daemon): its leases can be taken over at once instead of waiting for them to expire.
+    Holders on other hosts, and every holder on Windows, are judged by expiry alone."""
+    if not owner or sys.platform == "win32":
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class JournalError(Exception):
     pass
 
@@ -260,10 +283,20 @@ class Journal:
         wanted = [s.value for s in states]
         rows = self._db().execute(
             f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) "
-            "AND due_at <= ? AND (lease_until < ? OR lease_owner = ?) ORDER BY due_at, id",
-            (*wanted, now, now, self.owner),
+            "AND due_at <= ? ORDER BY due_at, id",
+            (*wanted, now),
         )
-        return [Version.from_row(r) for r in rows]
+        dead: dict[str, bool] = {}
+        found = []
+        for row in rows:
+            owner = row["lease_owner"]
+            if (
+                row["lease_until"] < now
+                or owner == self.owner
+                or dead.setdefault(owner, owner_is_dead(owner))
+            ):
+                found.append(Version.from_row(row))
+        return found
 
     def next_due(self, states: Iterable[State]) -> float | None:
         """When the earliest of these versions is due (None: none is scheduled)."""
@@ -396,15 +429,22 @@ class Journal:
             return Version.from_row(row)
 
     def acquire(self, version_id: int, *, seconds: float) -> bool:
-        """Take (or renew) the lease on a version; False if another owner holds it."""
+        """Take (or renew) the lease on a version; False if a live owner holds it."""
         now = self._clock()
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE versions SET lease_owner = ?, lease_until = ? "
-                "WHERE id = ? AND (lease_until < ? OR lease_owner = ?)",
-                (self.owner, now + seconds, version_id, now, self.owner),
+            row = db.execute(
+                "SELECT lease_owner, lease_until FROM versions WHERE id = ?", (version_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            owner, until = row
+            if until >= now and owner != self.owner and not owner_is_dead(owner):
+                return False
+            db.execute(
+                "UPDATE versions SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                (self.owner, now + seconds, version_id),
             )
-            return cur.rowcount == 1
+            return True
 
     def release(self, version_id: int) -> None:
         with self._tx() as db:

@@ -52,8 +52,11 @@ class RedactionFilter(logging.Filter):
             record.exc_text = redact_text(record.exc_text)
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info)
-        for key in extras(record):
-            setattr(record, key, redact_value(getattr(record, key)))
+        names = extras(record)
+        if names:  # as one mapping, so a patient or secret *key* blanks its value
+            redacted = redact_value({key: getattr(record, key) for key in names})
+            for key in names:
+                setattr(record, key, redacted[key])
         setattr(record, _DONE, True)
         return True
 
@@ -169,7 +172,8 @@ def setup_logging(
         raise ValueError(f"unknown log level {level!r}")
     root.setLevel(numeric)
     for name in _NOISY:  # their INFO lines are per request; DEBUG shows them again
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+        quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        logging.getLogger(name).setLevel(quiet)
     return handlers
 
 

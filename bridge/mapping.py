@@ -201,6 +201,7 @@ class _Node:
     children: dict[str, _Node] = field(default_factory=dict)  # first child with this tag
     every: dict[str, int] = field(default_factory=dict)  # all children with this tag → list rule
     captures: list[tuple[int, int, str | None]] = field(default_factory=list)  # field, alt, attr
+    leaf: bool = True  # no children to descend into: captured inline by the parent's walk
 
 
 @dataclass(slots=True)
@@ -234,12 +235,19 @@ class _Plan:
             node.every[rule.path.steps[-1]] = index
         for rule in self.lists:
             rule.plan.build_trie()
+        _mark_leaves(self.trie)
 
     def list_plan(self, keys: tuple[str, ...], json_path: str) -> _Plan:
         for rule in self.lists:
             if rule.keys == keys:
                 return rule.plan
         raise MappingTableError(f"{json_path}: its list row must come before it")
+
+
+def _mark_leaves(node: _Node) -> None:
+    node.leaf = not node.children and not node.every
+    for child in node.children.values():
+        _mark_leaves(child)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +403,15 @@ def _walk(
         sub = children.get(tag)
         if sub is not None and tag not in visited:  # the first element with a tag, as XPath [1]
             visited.add(tag)
-            _walk(child, sub, hits, members)
+            if not sub.leaf:
+                _walk(child, sub, hits, members)
+            else:
+                for index, alt, attribute in sub.captures:  # a leaf: no call needed
+                    current = hits.get(index)
+                    if current is None or alt < current[0]:
+                        value = child.get(attribute) if attribute else child.text
+                        if value is not None:
+                            hits[index] = (alt, value, child)
         if every:
             list_index = every.get(tag)
             if list_index is not None:

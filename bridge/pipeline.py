@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +41,7 @@ from bridge.model import (
     dump_json,
     load_json,
 )
+from bridge.precheck import Prechecker, PrecheckOutcome
 from bridge.problems import Problem, Severity
 from bridge.receipts import (
     JSON_SUFFIX,
@@ -72,13 +73,18 @@ class PipelineOptions:
     max_bytes: int = 32 * 1024 * 1024
     xsd_dirs: tuple[Path, ...] = ()  # extra schema folders, winning over the built-in ones
     concurrency: int = 8
-    lease_seconds: float = 300.0
+    lease_seconds: float = 60.0  # renewed every third of this while a step is running
     retry_base: float = 2.0  # first transient retry after this many seconds, doubling
     retry_max: float = 600.0
     poll_first: float = 2.0  # first status poll after submission
     poll_max: float = 300.0  # longest wait between polls for the control result
     poll_max_payment: float = 3600.0  # longest wait between polls for the payment
     praksis_cache_seconds: float = 600.0
+    # Bulk runs (bridge.migrate) set these; the defaults are the watcher's behaviour.
+    track: bool = True  # False: leave claims at mottatt (submitted); a later run follows them
+    read_source: Callable[[str], bytes] | None = None  # a version's bytes by its journal path
+    receipt_source: Callable[[str], Path] | None = None  # the path its receipts are named for
+    converter: Callable[[bytes], Awaitable[ConvertResult]] | None = None  # e.g. a process pool
 
 
 @dataclass
@@ -101,16 +107,19 @@ class Pipeline:
         options: PipelineOptions,
         *,
         wall_clock: Callable[[], float] = time.time,
+        prechecker: Prechecker | None = None,
     ) -> None:
         self.journal = journal
         self.kuhr = kuhr
         self.options = options
+        self.prechecker = prechecker  # the pre-control (None: none)
         self.stats = PipelineStats()
         self._now = wall_clock
         self._wakeup = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._praksiser: tuple[float, PraksisListe] | None = None
         self._praksis_lock = asyncio.Lock()
+        self._leases_renewed_at = 0.0
         registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
         self._context = ConvertContext(
             allow_mismatch=options.allow_mismatch, max_bytes=options.max_bytes, registry=registry
@@ -159,6 +168,18 @@ class Pipeline:
         self._reject(self.journal.get(version.id), [_unreadable_problem(err)])
         return version
 
+    def offer_content(
+        self, key: str, sha256: str, size: int, root: Path | None = None
+    ) -> tuple[Version, bool]:
+        """Register a version the caller has read and hashed itself (a bulk run; a zip member,
+        whose key is `ZIP!MEMBER`, is read back through `read_source`). (version, created)."""
+        version, created = self.journal.record_seen(key, sha256, size)
+        if created:
+            detail = {"root": str(root) if root else None}
+            version = self.journal.transition(version.id, State.SEEN, detail=detail)
+            self._wakeup.set()
+        return version, created
+
     def wake(self) -> None:
         self._wakeup.set()
 
@@ -196,25 +217,39 @@ class Pipeline:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
     def _unsettled(self) -> list[Version]:
-        states = [*WORKING_STATES, State.SUBMITTED]
-        if self.options.follow == "payment":
+        states = [*WORKING_STATES]
+        if self.options.track:
+            states.append(State.SUBMITTED)
+        if self.options.track and self.options.follow == "payment":
             states.append(State.CONTROLLED)
         pending = self.journal.versions(states)
         limit = getattr(self, "_once_attempts", 3)
         return [v for v in pending if not (v.state is State.FAILED and v.attempts >= limit)]
 
+    def _active_states(self) -> list[State]:
+        return [*WORKING_STATES, *(TRACKED_STATES if self.options.track else ())]
+
     def _sleep_for(self) -> float:
-        states = [*WORKING_STATES, *TRACKED_STATES]
-        upcoming = self.journal.next_due(states)
+        upcoming = self.journal.next_due(self._active_states())
         if upcoming is None:
             return 1.0
         return max(0.01, min(1.0, upcoming - self._now()))
 
+    def _renew_leases(self) -> None:
+        """Keep the leases of steps still running (a POST with retries can outlast one)."""
+        now = self._now()
+        if now - self._leases_renewed_at < self.options.lease_seconds / 3:
+            return
+        self._leases_renewed_at = now
+        for version_id in list(self._inflight):
+            self.journal.acquire(version_id, seconds=self.options.lease_seconds)
+
     def _start_due(self, *, once: bool = False) -> None:
+        self._renew_leases()
         free = self.options.concurrency - len(self._inflight)
         if free <= 0:
             return
-        for version in self.journal.due([*WORKING_STATES, *TRACKED_STATES], now=self._now()):
+        for version in self.journal.due(self._active_states(), now=self._now()):
             if free <= 0:
                 break
             if version.id in self._inflight:
@@ -275,8 +310,9 @@ class Pipeline:
             # Refused without reading it into memory.
             self._reject(version, [too_large(version.size, self.options.max_bytes)])
             return
+        read = self.options.read_source or _read_file
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            data = await asyncio.to_thread(read, version.path)
         except OSError as err:
             self._reject(version, [_unreadable_problem(err)])
             return
@@ -288,7 +324,8 @@ class Pipeline:
                 note="replaced by newer content before it was read",
                 due_at=NEVER,
             )
-            self.offer(path, _root_of(version))
+            if self.options.read_source is None:  # a bulk run re-reads on its next run
+                self.offer(path, _root_of(version))
             return
         earlier = self.journal.sent_version_with_content(version.sha256, excluding=version.id)
         if earlier is not None:
@@ -300,7 +337,10 @@ class Pipeline:
                 detail={"duplicate_of_path": earlier.path},
             )
             return
-        result = await asyncio.to_thread(convert, data, self._context)
+        if self.options.converter is not None:
+            result = await self.options.converter(data)
+        else:
+            result = await asyncio.to_thread(convert, data, self._context)
         envelope = _envelope_dict(result.envelope)
         if any(p.code == "NOT_A_BKM" for p in result.problems):
             self.journal.transition(
@@ -322,6 +362,16 @@ class Pipeline:
         melding = Behandlerkravmelding(
             praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
         )
+        precheck = await self._precheck(version, melding, resolution)
+        if precheck is not None and precheck.blocks:
+            self._reject(
+                version,
+                [*result.problems, *precheck.problems()],
+                envelope=envelope,
+                precheck=precheck.dicts(),
+                claim=dump_json(melding, indent=None),
+            )
+            return
         self.stats.converted += 1
         version = self.journal.transition(
             version.id,
@@ -333,10 +383,36 @@ class Pipeline:
                 "envelope": envelope,
                 "problems": [_problem_dict(p) for p in result.problems],
                 "praksis_how": resolution.how,
+                "precheck": precheck.dicts() if precheck is not None else [],
             },
         )
         self._write_receipts(version)
         await self._submit(version)
+
+    async def _precheck(
+        self, version: Version, melding: Behandlerkravmelding, resolution: Any
+    ) -> PrecheckOutcome | None:
+        """The pre-control, offline from the takst cache; None when it is off."""
+        checker = self.prechecker
+        if checker is None or not checker.enabled:
+            return None
+        praksis = resolution.praksis
+        if praksis is None and self._praksiser is not None:  # a praksisId given by flag/rule
+            known = self._praksiser[1].praksiser
+            praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
+        now = await checker.now()
+        outcome = await asyncio.to_thread(
+            checker.check, melding, now=now, praksistype=praksis.type if praksis else None
+        )
+        if outcome.findings:
+            codes = ", ".join(sorted({f.code for f in outcome.findings}))
+            log.info(
+                "pre-control of %s: %d finding(s): %s",
+                Path(version.path).name,
+                len(outcome.findings),
+                codes,
+            )
+        return outcome
 
     async def _submit(self, version: Version) -> None:
         claim_text = version.detail["claim"]
@@ -479,6 +555,7 @@ class Pipeline:
         state, final = self._state_from(version.state, main)
         polls = int(version.detail.get("polls", 0)) + 1
         due = NEVER if final else self._now() + self._poll_interval(polls, state)
+        previous = version.state
         version = self.journal.transition(
             version.id,
             state,
@@ -487,7 +564,11 @@ class Pipeline:
             attempts=0,
             note=_status_note(main) if changed else None,
         )
-        if state is State.CONTROLLED and version.state is not State.CONTROLLED:
+        if previous is State.SUBMITTED and state in (
+            State.CONTROLLED,
+            State.PAID,
+            State.NO_PAYMENT,
+        ):
             self.stats.controlled += 1
         if changed or final:
             self._write_receipts(version)
@@ -544,7 +625,11 @@ class Pipeline:
             return listing
 
     def _reject(
-        self, version: Version, problems: list[Problem], envelope: dict | None = None
+        self,
+        version: Version,
+        problems: list[Problem],
+        envelope: dict | None = None,
+        **more_detail: Any,
     ) -> None:
         self.stats.rejected += 1
         codes = ", ".join(sorted({p.code for p in problems if p.is_error}))
@@ -552,7 +637,11 @@ class Pipeline:
             version,
             State.REJECTED,
             note=f"rejected locally: {codes}",
-            detail={"problems": [_problem_dict(p) for p in problems], "envelope": envelope},
+            detail={
+                "problems": [_problem_dict(p) for p in problems],
+                "envelope": envelope,
+                **more_detail,
+            },
         )
 
     def _finish(
@@ -631,7 +720,7 @@ class Pipeline:
             for e in self.journal.events(version.id)
         }
         return ReceiptFacts(
-            source=Path(version.path),
+            source=(self.options.receipt_source or Path)(version.path),
             sha256=version.sha256,
             size=version.size,
             environment=self.options.environment,
@@ -643,6 +732,7 @@ class Pipeline:
             submit=submit,
             details=details,
             duplicate_of=detail.get("duplicate_of_path"),
+            precheck=detail.get("precheck") or [],
             timestamps=timestamps,
             message=detail.get("message") if version.state is State.FAILED else None,
         )
@@ -658,7 +748,7 @@ class Pipeline:
                 # The EPJ has written newer content to this path: the receipts beside the file
                 # belong to that version now. This one keeps a JSON receipt named by its content.
                 path = superseded_receipt_path(
-                    Path(version.path), version.sha256, self.options.receipts_dir, root
+                    facts.source, version.sha256, self.options.receipts_dir, root
                 )
                 atomic_write(path, (dump_json(build_receipt(facts)) + "\n").encode("utf-8"))
                 return
@@ -688,6 +778,10 @@ def superseded_receipt_path(
     """`NAME.xml.<sha256[:12]>.kvittering.json`: the receipt of an earlier version of NAME.xml."""
     json_path, _ = receipt_paths(source, receipts_dir, root)
     return json_path.with_name(f"{source.name}.{sha256[:12]}{JSON_SUFFIX}")
+
+
+def _read_file(path: str) -> bytes:
+    return Path(path).read_bytes()
 
 
 def _sha256_of_file(path: Path) -> str:

@@ -44,6 +44,49 @@ PROBLEM_CODES: dict[str, str] = {
     "GUID_DERIVED": "A regning has no GUID; a stable one was derived from sender and RegningNr.",
     "PRAKSIS_MISSING": "No praksisId was given or could be resolved for the claim.",
     "MODEL_INVALID": "The mapped claim does not satisfy the JSON BKM model.",
+    "REGNING_IN_FUTURE": (
+        "Pre-control: a regning is dated after the moment it is checked (KUHR merknad 766)."
+    ),
+    "ENKEL_KONTAKT_NEAR_KONSULTASJON": (
+        "Pre-control: 1bd/1be/1bk on a regning of its own within 60 minutes of a consultation "
+        "takst for the same patient (KUHR merknad 470)."
+    ),
+    "TAKST_UNKNOWN": (
+        "Pre-control: a takst code is not in the takst table for the praksis's fagområde."
+    ),
+    "TAKST_NOT_VALID_ON_DATE": (
+        "Pre-control: a takst code was not valid on the regning's treatment date."
+    ),
+    "TAKST_AMOUNT_DIFFERS": (
+        "Pre-control: a takst's amount differs from the table's refusjon on the treatment date."
+    ),
+    "TAKST_REPETITIONS_EXCEEDED": (
+        "Pre-control: a takst's antall exceeds the table's maks_repetisjoner."
+    ),
+    "REGNING_AMOUNT_DIFFERS": (
+        "Pre-control: a regning's amount differs from its takster priced with antall and "
+        "repetisjonsprosent."
+    ),
+    "TAKST_INVALID_COMBINATION": (
+        "Pre-control: two takster on one regning are an ugyldig_kombinasjon in the takst table."
+    ),
+    "TAKST_REQUIRES_TAKST": (
+        "Pre-control: a takst requires another takst (krever_takst) the regning does not have."
+    ),
+    "TAKST_REQUIRES_DIAGNOSE": (
+        "Pre-control: a takst requires a diagnosis (krever_diagnose) the regning does not have."
+    ),
+    "NLK_UNKNOWN": "Pre-control: an NLK laboratory code is not in the nlkkoder table.",
+    "NLK_NOT_VALID_ON_DATE": (
+        "Pre-control: an NLK laboratory code was not valid on the treatment date."
+    ),
+    "TAKSTER_UNAVAILABLE": (
+        "Pre-control: takster could not be checked (no table for the fagområde, or the cache "
+        "cannot be read)."
+    ),
+    "PRECHECK_BLOCKED": (
+        "The pre-control found problems and precheck.mode is block, so the claim was not sent."
+    ),
 }
 
 

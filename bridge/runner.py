@@ -171,7 +171,12 @@ class Runner:
             self.journal = Journal(state_dir / f"journal-{self.environment}.db")
             stack.callback(self.journal.close)
             scale = max(1.0, speed or 1.0)
-            self.pipeline = Pipeline(self.journal, kuhr, self._pipeline_options(scale))
+            self.pipeline = Pipeline(
+                self.journal,
+                kuhr,
+                self._pipeline_options(scale),
+                prechecker=self._prechecker(target.admin_url),
+            )
             self.watcher = self._make_watcher()
             self.watcher.start()
             stack.callback(self.watcher.stop)
@@ -195,6 +200,17 @@ class Runner:
         self.sandbox = start_sandbox(clock=self.options.sandbox_clock, speed=speed)
         stack.callback(self.sandbox.stop)
         return self.sandbox.info, speed
+
+    def _prechecker(self, admin_url: str | None) -> Any:
+        """The pre-control from [precheck]; against a sandbox it reads the sandbox's clock."""
+        from bridge.precheck import Prechecker, sandbox_clock, wall_clock
+
+        clock: Any = wall_clock
+        if self.sandbox is not None:
+            clock = self.sandbox.sandbox.clock.now_datetime
+        elif admin_url:
+            clock = sandbox_clock(admin_url)
+        return Prechecker.from_settings(self.settings, clock=clock)
 
     def _pipeline_options(self, time_scale: float) -> PipelineOptions:
         watch = self.settings.watch

@@ -11,11 +11,12 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 SERVICE_NAME = "bkm-bridge"
 DEFAULT_USER = "bkm-bridge"
+DEFAULT_STATE_DIR = Path("/var/lib/bkm-bridge")
 
 
 # --------------------------------------------------------------------------- sd_notify
@@ -111,7 +112,7 @@ NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome={protect_home}
 ReadWritePaths={read_write_paths}
-PrivateTmp=yes
+PrivateTmp={private_tmp}
 PrivateDevices=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -142,13 +143,13 @@ def render_unit(
     user: str = DEFAULT_USER,
     group: str | None = None,
     python: str | None = None,
-    package_root: Path | None = None,
+    environment: Mapping[str, str] | None = None,
     service: str = SERVICE_NAME,
 ) -> str:
     """A unit running `python -m bridge watch --config FILE` as `user`, able to write only to
     the state folder, `writable` (watched folders, receipts, archive, error folders) and the
-    log folder. `package_root` goes on PYTHONPATH when the package is not installed into the
-    interpreter's site-packages. A state or log folder under /var/lib or /var/log is created
+    log folder, with `environment` set (e.g. PYTHONPATH for a source checkout). A state or log
+    folder under /var/lib or /var/log is created
     by systemd for the user (StateDirectory=, LogsDirectory=)."""
     python = python or sys.executable
     config_file = config_file.absolute()
@@ -164,20 +165,22 @@ def render_unit(
     ):
         if path is not None and path.is_relative_to(root) and path != root:
             directories += f"{key}={_quote(str(path.relative_to(root)))}\n"
-    environment = ""
-    if package_root is not None:
-        environment = f"Environment={_quote('PYTHONPATH=' + str(package_root))}\n"
-    used = [Path(python), config_file, *paths, *([package_root] if package_root else [])]
+    env_lines = "".join(
+        f"Environment={_quote(f'{key}={value}')}\n" for key, value in (environment or {}).items()
+    )
+    used = [Path(python), config_file, *paths, *(Path(v) for v in (environment or {}).values())]
     command = (python, "-m", "bridge", "watch", "--config", str(config_file))
     return UNIT_TEMPLATE.format(
         service=service,
         exec_start=" ".join(_quote(a.replace("$", "$$")) for a in command),
         directories=directories,
-        environment=environment,
+        environment=env_lines,
         working_dir=_quote(str(state_dir)),
         user=user,
         group=group or user,
         protect_home="read-only" if any(_under_home(p) for p in used) else "yes",
+        # A private /tmp would hide a watched folder that lives in /tmp.
+        private_tmp="no" if any(_under(p, "/tmp", "/var/tmp") for p in paths) else "yes",
         read_write_paths=" ".join(_quote(str(p)) for p in paths),
     )
 
@@ -194,8 +197,11 @@ def _distinct(paths: Iterable[Path]) -> list[Path]:
 
 
 def _under_home(path: Path) -> bool:
-    homes = (Path("/home"), Path("/root"), Path("/run/user"))
-    return any(path.is_relative_to(root) for root in homes)
+    return _under(path, "/home", "/root", "/run/user")
+
+
+def _under(path: Path, *roots: str) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def _quote(value: str) -> str:

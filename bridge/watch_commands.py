@@ -44,11 +44,9 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from bridge.logs import setup_logging as configure_logging
+
+    configure_logging(level.upper())
 
 
 def journal_for(settings: Settings) -> Journal:
@@ -118,14 +116,24 @@ def watch_command(
         ),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
-    ] = "INFO",
+        str | None, typer.Option("--log-level", help="DEBUG, INFO (default), WARNING or ERROR.")
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="text (default) or json (one JSON object per line)."),
+    ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="Also log to this file, rotated by size.", dir_okay=False),
+    ] = None,
 ) -> None:
     """Watch folders: submit each complete claim once, follow it, write receipts beside it."""
-    setup_logging(log_level)
     settings = _settings(
         config,
         **{
+            "logging.level": log_level.upper() if log_level else None,
+            "logging.format": log_format,
+            "logging.log_file": log_file,
             "kuhr.environment": environment,
             "watch.state_dir": state_dir,
             "watch.praksis_id": praksis_id,
@@ -136,6 +144,9 @@ def watch_command(
             "watch.receipts_dir": receipts_dir,
         },
     )
+    from bridge.logs import setup_from_settings
+
+    setup_from_settings(settings.logging)
     chosen = tuple(folders or settings.watch.folders)
     if not chosen:
         raise typer.BadParameter("give the folders to watch, or set [watch] folders")
@@ -150,8 +161,15 @@ def watch_command(
         if once:
             raise typer.Exit(runner.run_once())
         runner.start()
+        from bridge.systemd import SystemdNotifier  # no-op unless run by systemd
+
+        systemd = SystemdNotifier(runner.responsive)
+        systemd.ready(f"watching {len(chosen)} folder(s)")
         _stop_on_signals(runner)
-        raise typer.Exit(runner.wait())
+        try:
+            raise typer.Exit(runner.wait())
+        finally:
+            systemd.stopping()
     except typer.Exit:
         raise
     except ConfigError as exc:

@@ -165,3 +165,35 @@ def test_oldest_unfinished(journal: Journal, clock: FakeClock) -> None:
     assert journal.oldest_unfinished() == a.created_at
     journal.transition(a.id, State.PAID)
     assert journal.oldest_unfinished() == b.created_at
+
+
+def test_a_dead_holders_lease_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A daemon killed with SIGKILL leaves its leases; its successor must not wait them out."""
+    db = tmp_path / "journal.db"
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue = ctx.Queue()
+    setup = Journal(db, owner="setup")
+    version, _ = setup.record_seen("/in/a.xml", "aa", 10)
+    holder = ctx.Process(target=_hold, args=(str(db), [version.id], out))
+    holder.start()
+    assert out.get(timeout=60)[1] == [version.id]
+    holder.join(timeout=60)  # the holder is gone; its 60-second lease is not
+    successor = Journal(db)
+    assert [v.id for v in successor.due([State.SEEN])] == [version.id]
+    assert successor.acquire(version.id, seconds=60)
+
+
+def test_a_live_holders_lease_is_respected(tmp_path: Path) -> None:
+    db = tmp_path / "journal.db"
+    holder = Journal(db)  # this very process: alive
+    version, _ = holder.record_seen("/in/a.xml", "aa", 10)
+    assert holder.acquire(version.id, seconds=60)
+    other = Journal(db)  # another owner in the same (live) process
+    assert other.due([State.SEEN]) == []
+    assert not other.acquire(version.id, seconds=60)
+
+
+def _hold(db: str, ids: list[int], out: multiprocessing.Queue) -> None:
+    """Take leases under the real owner id (host:pid:random) and exit without releasing."""
+    journal = Journal(Path(db))
+    out.put((journal.owner, [i for i in ids if journal.acquire(i, seconds=60)]))

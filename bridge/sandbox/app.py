@@ -23,6 +23,7 @@ from bridge.sandbox.admin import admin_router
 from bridge.sandbox.core import Sandbox
 from bridge.sandbox.faults import FaultMiddleware
 from bridge.sandbox.keys import KeyMaterial
+from bridge.sandbox.opendata import opendata_router
 from bridge.sandbox.settings import (
     API_PREFIX,
     HELSEID_TOKEN_PATH,
@@ -178,4 +179,5 @@ def create_app(
         return json_response(answer, 200, **{"Cache-Control": "no-store"})
 
     app.include_router(admin_router(sandbox))
+    app.include_router(opendata_router(sandbox))
     return app

@@ -33,6 +33,7 @@ from bridge.sandbox.settings import (
     ADMIN_PREFIX,
     DEV_CLIENT_ID,
     HELSEID_AUDIENCE,
+    OPNE_DATA_PREFIX,
     SCOPE_HELSEID,
     SCOPE_MASKINPORTEN,
     SandboxSettings,
@@ -92,6 +93,7 @@ class Sandbox:
                 "api_audience": HELSEID_AUDIENCE,
             },
             "admin_url": s.base_url + ADMIN_PREFIX,
+            "opne_data_url": s.base_url + OPNE_DATA_PREFIX,
             "clock": s.clock.astimezone(OSLO).isoformat(timespec="seconds"),
             "speed": s.speed,
         }

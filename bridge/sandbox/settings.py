@@ -11,6 +11,7 @@ from bridge.sandbox.clock import DEFAULT_START
 
 API_PREFIX = "/kuhr/krav/v1"
 ADMIN_PREFIX = "/sandbox/admin"
+OPNE_DATA_PREFIX = "/opne-data/v1"  # Helfo's open data API (bridge.sandbox.opendata)
 MASKINPORTEN_TOKEN_PATH = "/maskinporten/token"
 HELSEID_TOKEN_PATH = "/helseid/connect/token"
 DEV_CLIENT_ID = "bkm-bridge-sandbox"

@@ -1,0 +1,1146 @@
+"""`bkm-bridge migrate`: one-off bulk migration of an archive of legacy claims.
+
+Discovery walks folders and `.zip` archives as a stream (nothing per file is kept in memory);
+a zip member is read in place and is known to the journal as `ZIP!MEMBER`. A real run feeds
+the watcher's own `Pipeline` (same journal semantics: every version is submitted at most once,
+an interrupted run resumes, a second run submits nothing new) through a bounded window of
+unfinished versions, converts in a process pool and submits with bounded concurrency and an
+optional rate limit. `--dry-run` converts in the pool and writes what `convert --out` writes.
+
+A migration has its own journal (`migrate-<environment>.db` beside the watcher's): a watcher
+sharing the state folder could otherwise pick up a zip member it cannot read. One process at a
+time holds it (an OS lock), so its leases use a stable owner and a killed run resumes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+import zipfile
+import zlib
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bridge.batch import SourceFile, output_path
+from bridge.convert import ConvertContext, ConvertResult, convert, too_large
+from bridge.fsutil import atomic_write
+from bridge.journal import Journal, State, Version
+from bridge.model import Behandlerkravmelding, dump_json
+from bridge.problems import Problem
+from bridge.receipts import is_receipt_name
+
+log = logging.getLogger("bridge.migrate")
+OSLO = ZoneInfo("Europe/Oslo")
+ZIP_MARK = "!"  # journal key of a zip member: <zip path>!<member path>
+_MEMBER_SKIP = ("__MACOSX/",)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One claim file found by discovery."""
+
+    key: str  # the journal path: the file's absolute path, or `ZIP!MEMBER`
+    root: Path  # the folder it was found under (receipts and --out mirror the tree below it)
+    relative: Path  # below root; a zip member is `…/ZIPNAME/MEMBER`
+
+    @property
+    def source_file(self) -> SourceFile:
+        """As `convert --out` names it (`relative` with `.json`)."""
+        return SourceFile(receipt_source(self.key), self.relative)
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """(zip path, member) of a zip member's key; None for a plain file."""
+    start = 0
+    while (at := key.find(ZIP_MARK, start)) != -1:
+        if key[:at].lower().endswith(".zip") and not os.path.isdir(key[:at]):
+            return key[:at], key[at + 1 :]
+        start = at + 1
+    return None
+
+
+def _safe_member(member: str) -> PurePosixPath:
+    """A member's path as a relative path that stays inside the folder it is mirrored into
+    (`..`, drive letters and leading slashes in a hostile zip cannot climb out)."""
+    parts = [
+        "__" if part == ".." else part.replace(":", "_")
+        for part in member.replace("\\", "/").split("/")
+        if part not in ("", ".")
+    ]
+    return PurePosixPath(*parts) if parts else PurePosixPath("_")
+
+
+def receipt_source(key: str) -> Path:
+    """The path a source's receipts and outputs are named after: the file itself, or for a
+    zip member `ZIP/MEMBER` (as if the archive were a folder; it is never written into)."""
+    split = split_key(key)
+    if split is None:
+        return Path(key)
+    archive, member = split
+    return Path(archive).joinpath(*_safe_member(member).parts)
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Files modified on these days (Europe/Oslo, both ends included); None: open."""
+
+    since: date | None = None
+    until: date | None = None
+
+    def __bool__(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def holds(self, moment: datetime) -> bool:
+        day = moment.astimezone(OSLO).date() if moment.tzinfo else moment.date()
+        if self.since is not None and day < self.since:
+            return False
+        return self.until is None or day <= self.until
+
+
+def _is_claim_name(name: str) -> bool:
+    return name.lower().endswith(".xml") and not is_receipt_name(name)
+
+
+def discover(paths: Iterable[Path], dates: DateRange = DateRange()) -> Iterator[Source]:
+    """Claim files under `paths`, as a stream: `*.xml` and the `*.xml` members of `*.zip`,
+    folders walked recursively in name order (as `convert --out` does), receipts skipped.
+
+    A zip that cannot be opened yields one source `ZIP!` that reads as unreadable, so it is
+    counted and reported like any bad file."""
+    for given in paths:
+        path = Path(os.path.abspath(given))
+        if path.is_dir():
+            yield from _walk(path, path, dates)
+        elif path.suffix.lower() == ".zip":
+            yield from _members(path, path.parent, Path(path.name), dates)
+        else:
+            if dates and not _modified_within(path, dates):
+                continue
+            yield Source(str(path), path.parent, Path(path.name))
+
+
+def _walk(folder: Path, root: Path, dates: DateRange) -> Iterator[Source]:
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as err:
+        log.warning("cannot list %s: %s", folder, err.strerror)
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), root, dates)
+            continue
+        name = entry.name
+        lowered = name.lower()
+        if lowered.endswith(".zip") and entry.is_file():
+            path = Path(entry.path)
+            yield from _members(path, root, path.relative_to(root), dates)
+        elif _is_claim_name(name) and entry.is_file():
+            if dates and not _modified_within(Path(entry.path), dates):
+                continue
+            path = Path(entry.path)
+            yield Source(entry.path, root, path.relative_to(root))
+
+
+def _modified_within(path: Path, dates: DateRange) -> bool:
+    try:
+        return dates.holds(datetime.fromtimestamp(path.stat().st_mtime, OSLO))
+    except OSError:
+        return True  # unreadable: let it be counted and reported
+
+
+def _members(archive: Path, root: Path, relative: Path, dates: DateRange) -> Iterator[Source]:
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            infos = zipped.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as err:
+        log.warning("cannot open zip archive %s: %s", archive.name, err)
+        yield Source(f"{archive}{ZIP_MARK}", root, relative / "_")
+        return
+    for info in infos:
+        name = info.filename
+        if info.is_dir() or name.startswith(_MEMBER_SKIP):
+            continue
+        if not _is_claim_name(PurePosixPath(name.replace("\\", "/")).name):
+            continue
+        if dates and not dates.holds(datetime(*info.date_time)):
+            continue
+        yield Source(f"{archive}{ZIP_MARK}{name}", root, relative.joinpath(*_safe_member(name).parts))
+    del infos
+
+
+def count_sources(paths: Iterable[Path], dates: DateRange = DateRange()) -> tuple[int, int]:
+    """(claim files, zip archives) under `paths`: the total for the progress display."""
+    files = zips = 0
+    seen_zips: set[str] = set()
+    for source in discover(paths, dates):
+        files += 1
+        split = split_key(source.key)
+        if split is not None and split[0] not in seen_zips:
+            seen_zips.add(split[0])
+            zips += 1
+    return files, zips
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class SourceReader:
+    """Reads a source by its key: a file, or a zip member straight from its archive (a few
+    archives are kept open). Every failure is an `OSError` with a sentence in `strerror`."""
+
+    def __init__(self, max_open: int = 4) -> None:
+        self._open: OrderedDict[str, zipfile.ZipFile] = OrderedDict()
+        self._max_open = max_open
+        self._lock = threading.Lock()
+
+    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        split = split_key(key)
+        if split is None:
+            return Path(key).read_bytes()
+        archive, member = split
+        with self._lock:
+            zipped = self._archive(archive)
+            try:
+                info = zipped.getinfo(member)
+                if max_bytes is not None and info.file_size > max_bytes:
+                    raise OSError(0, f"the member is larger than {max_bytes:,} bytes")
+                return zipped.read(info)
+            except KeyError:
+                raise FileNotFoundError(0, "the member is no longer in the zip archive") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                raise OSError(0, f"the zip member is damaged ({err})") from None
+            except (RuntimeError, NotImplementedError) as err:  # encrypted, unknown compression
+                raise OSError(0, f"the zip member cannot be read ({err})") from None
+
+    def size_and_sha256(self, key: str) -> tuple[int, str]:
+        """Without holding a large file in memory."""
+        digest = hashlib.sha256()
+        size = 0
+        split = split_key(key)
+        with self._lock if split else contextlib.nullcontext():
+            if split is None:
+                handle = open(key, "rb")  # noqa: SIM115 - closed below
+            else:
+                try:
+                    handle = self._archive(split[0]).open(split[1])
+                except KeyError:
+                    raise FileNotFoundError(0, "the member is not in the zip archive") from None
+                except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as err:
+                    raise OSError(0, f"the zip member cannot be read ({err})") from None
+            try:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                raise OSError(0, f"the zip member is damaged ({err})") from None
+            finally:
+                handle.close()
+        return size, digest.hexdigest()
+
+    def _archive(self, archive: str) -> zipfile.ZipFile:
+        zipped = self._open.get(archive)
+        if zipped is not None:
+            self._open.move_to_end(archive)
+            return zipped
+        try:
+            zipped = zipfile.ZipFile(archive)
+        except FileNotFoundError:
+            raise
+        except (OSError, zipfile.BadZipFile, ValueError) as err:
+            raise OSError(0, f"not a readable zip archive ({err})") from None
+        self._open[archive] = zipped
+        while len(self._open) > self._max_open:
+            self._open.popitem(last=False)[1].close()
+        return zipped
+
+    def close(self) -> None:
+        with self._lock:
+            while self._open:
+                self._open.popitem()[1].close()
+
+
+# --------------------------------------------------------------------------- conversion pool
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """What a pool worker needs to build the same `ConvertContext` as the watcher's."""
+
+    allow_mismatch: bool = False
+    max_bytes: int = 32 * 1024 * 1024
+    xsd_dirs: tuple[Path, ...] = ()
+
+    def context(self, praksis_id: str | None = None) -> ConvertContext:
+        registry = None
+        if self.xsd_dirs:
+            from bridge.legacy.schemas import SchemaRegistry
+
+            registry = SchemaRegistry(extra_dirs=list(self.xsd_dirs))
+        return ConvertContext(
+            praksis_id=praksis_id,
+            allow_mismatch=self.allow_mismatch,
+            registry=registry,
+            max_bytes=self.max_bytes,
+        )
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(settings: ConvertSettings, dry: DryRunSettings | None) -> None:
+    _worker["context"] = settings.context()
+    _worker["reader"] = SourceReader()
+    _worker["dry"] = dry
+    _worker["max_bytes"] = settings.max_bytes
+
+
+def _convert_in_worker(data: bytes) -> ConvertResult:
+    return convert(data, _worker["context"])
+
+
+def _warm_up() -> bool:
+    """Import and compile everything a conversion needs (schemas, mapping tables)."""
+    convert(b"<x/>", _worker["context"])
+    return True
+
+
+def pool_workers(requested: int | None) -> int:
+    return max(1, requested or os.cpu_count() or 1)
+
+
+def start_pool(
+    workers: int, settings: ConvertSettings, dry: DryRunSettings | None = None
+) -> ProcessPoolExecutor:
+    """Processes started fresh (`spawn`: never a fork of a process with server threads)."""
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(settings, dry),
+    )
+    for future in [pool.submit(_warm_up) for _ in range(workers)]:
+        future.result()
+    return pool
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+@dataclass(frozen=True)
+class DryRunSettings:
+    """Which praksisId the JSON gets without asking KUHR: the flag, else a matching rule."""
+
+    praksis_id: str | None = None
+    praksis_rules: tuple[Any, ...] = ()  # bridge.config.PraksisRule
+    write_json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DryResult:
+    """One file's dry-run outcome, as small as it can travel between processes."""
+
+    key: str
+    outcome: str  # konvertert | avvist_lokalt | ignorert
+    problems: tuple[str, ...]  # problem codes, errors first
+    regninger: int
+    json_text: str | None  # the JSON BKM (with --out)
+    praksis_id: str | None
+
+
+DRY_OUTCOMES = ("konvertert", "avvist_lokalt", "ignorert")
+
+
+def _dry_one(key: str, folder: str) -> DryResult:
+    reader: SourceReader = _worker["reader"]
+    settings: DryRunSettings = _worker["dry"]
+    try:
+        data = reader.read(key, _worker["max_bytes"])
+    except OSError as err:
+        problem = _unreadable(err)
+        if "larger than" in (err.strerror or ""):
+            problem = too_large(_member_size(key), _worker["max_bytes"])
+        return DryResult(key, "avvist_lokalt", (problem.code,), 0, None, None)
+    result = convert(data, _worker["context"])
+    return _dry_result(key, folder, result, settings)
+
+
+def _member_size(key: str) -> int:
+    split = split_key(key)
+    if split is None:
+        return 0
+    with zipfile.ZipFile(split[0]) as zipped:
+        return zipped.getinfo(split[1]).file_size
+
+
+def _dry_result(
+    key: str, folder: str, result: ConvertResult, settings: DryRunSettings
+) -> DryResult:
+    codes = tuple(p.code for p in [*result.errors, *result.warnings])
+    if any(p.code == "NOT_A_BKM" for p in result.problems):
+        return DryResult(key, "ignorert", codes, 0, None, None)
+    krav = result.behandlerkrav
+    if not result.ok or krav is None:
+        return DryResult(key, "avvist_lokalt", codes, 0, None, None)
+    praksis_id = settings.praksis_id or _rule_praksis(result, folder, settings.praksis_rules)
+    if praksis_id is None and settings.write_json:
+        # A dry run does not ask KUHR: the JSON needs --praksis-id or a matching rule.
+        codes = (*codes, "PRAKSIS_MISSING")
+        return DryResult(key, "avvist_lokalt", codes, len(krav.regninger), None, None)
+    text = None
+    if settings.write_json and praksis_id is not None:
+        text = dump_json(Behandlerkravmelding(praksisId=praksis_id, behandlerkrav=krav))
+    return DryResult(key, "konvertert", codes, len(krav.regninger), text, praksis_id)
+
+
+def _rule_praksis(result: ConvertResult, folder: str, rules: tuple[Any, ...]) -> str | None:
+    if not rules:
+        return None
+    from bridge.kuhr.praksis import Sender, matching_rule
+
+    env = result.envelope
+    sender = Sender(orgnr=env.sender_orgnr if env else None, hpr=env.sender_hpr if env else None)
+    hit = matching_rule(rules, sender, Path(folder))
+    return hit[1].praksis_id if hit else None
+
+
+def _dry_chunk(items: list[tuple[str, str]]) -> list[DryResult]:
+    return [_dry_one(key, folder) for key, folder in items]
+
+
+def _unreadable(err: OSError) -> Problem:
+    reason = err.strerror or type(err).__name__
+    if isinstance(err, FileNotFoundError) and not err.strerror:
+        reason = "it was deleted before it could be read"
+    return Problem("FILE_UNREADABLE", f"The file could not be read: {reason}.")
+
+
+class OutputNames:
+    """`bridge.batch.output_path`'s names (NAME.json, NAME~2.json for a name used twice in the
+    run), remembering the names taken as 8-byte digests rather than paths."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._taken: set[int] = set()
+
+    def next(self, source: SourceFile) -> Path:
+        taken = _DigestSet(self._taken)
+        return output_path(self.out_dir, source, taken)  # type: ignore[arg-type]
+
+
+class _DigestSet:
+    """The `set[Path]` interface `output_path` uses, over digests of the paths."""
+
+    def __init__(self, digests: set[int]) -> None:
+        self._digests = digests
+
+    @staticmethod
+    def _digest(path: Path) -> int:
+        raw = hashlib.blake2b(str(path).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(raw, "big")
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, Path) and self._digest(path) in self._digests
+
+    def add(self, path: Path) -> None:
+        self._digests.add(self._digest(path))
+
+
+def dry_run(
+    sources: Iterable[Source],
+    pool: ProcessPoolExecutor,
+    *,
+    out_dir: Path | None,
+    on_result: Callable[[Source, DryResult, Path | None], None],
+    stop: threading.Event | None = None,
+    chunk: int = 32,
+    chunks_in_flight: int | None = None,
+) -> None:
+    """Convert every source in the pool, in order; write `NAME.json` under `out_dir` as
+    `convert --out` does. At most `chunks_in_flight` chunks are queued at any time."""
+    names = OutputNames(out_dir) if out_dir is not None else None
+    limit = chunks_in_flight or 4 * max(1, pool._max_workers)  # noqa: SLF001
+    pending: deque[tuple[list[Source], Future[list[DryResult]]]] = deque()
+
+    def settle_one() -> None:
+        batch, future = pending.popleft()
+        for source, result in zip(batch, future.result(), strict=True):
+            written = None
+            if names is not None and result.json_text is not None:
+                written = names.next(source.source_file)
+                atomic_write(written, result.json_text.encode())
+            on_result(source, result, written)
+
+    batch: list[Source] = []
+    for source in sources:
+        if stop is not None and stop.is_set():
+            break
+        batch.append(source)
+        if len(batch) >= chunk:
+            pending.append((batch, pool.submit(_dry_chunk, _items(batch))))
+            batch = []
+            while len(pending) >= limit:
+                settle_one()
+    if batch and not (stop is not None and stop.is_set()):
+        pending.append((batch, pool.submit(_dry_chunk, _items(batch))))
+    while pending:
+        settle_one()
+
+
+def _items(batch: list[Source]) -> list[tuple[str, str]]:
+    return [(s.key, str(receipt_source(s.key).parent)) for s in batch]
+
+
+# --------------------------------------------------------------------------- live tally
+
+
+# Journal states a version rests in at the end of a run, by how far the run follows claims.
+_WORKING = frozenset({State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED})
+_TRACKED = frozenset({State.SUBMITTED})
+
+
+@dataclass
+class Tally:
+    """What the progress display shows; updated on the event loop, read by the display."""
+
+    total: int | None = None  # claim files found by the counting walk (None: still counting)
+    discovered: int = 0
+    new: int = 0  # versions this run registered (the rest were known to the journal)
+    done: int = 0  # files that reached the state this run takes them to
+    outcomes: Counter[str] = field(default_factory=Counter)  # by journal state or dry outcome
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    stopping: bool = False
+
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+
+class RunJournal(Journal):
+    """The journal, telling the run's tally where versions go and which are still working
+    (the intake window). Everything else is the watcher's journal as it is."""
+
+    def __init__(self, path: Path, *, owner: str, tally: Tally, follow: bool, attempts: int):
+        super().__init__(path, owner=owner)
+        self.tally = tally
+        self.working: dict[int, State] = {}  # versions of this run not yet at rest
+        self._follow = follow
+        self._attempts = attempts
+
+    def at_rest(self, version: Version) -> bool:
+        if version.state in (State.SUBMITTING, State.FAILED):
+            return version.attempts >= self._attempts  # left for the next run
+        if version.state in _WORKING:
+            return False
+        return not (self._follow and version.state in _TRACKED)
+
+    def admit(self, version: Version) -> None:
+        """A version discovered in this run (new, or known from an earlier run)."""
+        if self.at_rest(version):
+            self.tally.done += 1
+            self.tally.outcomes[version.state.value] += 1
+        else:
+            self.working[version.id] = version.state
+
+    def transition(self, version_id: int, state: State, **kwargs: Any) -> Version:
+        previous = self.working.get(version_id)
+        if previous is None:
+            known = self._state_of(version_id)
+            previous = known if known is not None else state
+            was_working = False
+        else:
+            was_working = True
+        version = super().transition(version_id, state, **kwargs)
+        rests = self.at_rest(version)
+        if was_working and rests:
+            del self.working[version_id]
+            self.tally.done += 1
+            self.tally.outcomes[version.state.value] += 1
+        elif was_working:
+            self.working[version_id] = version.state
+        elif previous is not version.state:
+            # A version this run follows (submitted → controlled), or a leftover retried.
+            if self.tally.outcomes[previous.value] > 0:
+                self.tally.outcomes[previous.value] -= 1
+            self.tally.outcomes[version.state.value] += 1
+            if rests and not self.at_rest_state(previous):
+                self.tally.done += 1
+        return version
+
+    def at_rest_state(self, state: State) -> bool:
+        return state not in _WORKING and not (self._follow and state in _TRACKED)
+
+    def _state_of(self, version_id: int) -> State | None:
+        row = self._db().execute("SELECT state FROM versions WHERE id = ?", (version_id,))
+        found = row.fetchone()
+        return State(found[0]) if found else None
+
+
+def default_owner_for(journal: Path) -> str:
+    """The lease owner of every migrate run on this journal (see the module docstring)."""
+    return f"migrate@{socket.gethostname()}:{journal.resolve()}"
+
+
+class JournalLockedError(Exception):
+    """Another migrate run holds this journal."""
+
+
+@contextlib.contextmanager
+def exclusive(journal: Path) -> Iterator[None]:
+    """An OS lock on `<journal>.lock` for the run's life (released by the OS if it dies)."""
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = journal.with_name(journal.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(fd):
+            raise JournalLockedError(
+                f"another bkm-bridge migrate is running on {journal} (lock {lock_path})"
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as err:  # no lock support (some network shares): say so, carry on
+        log.warning("cannot lock the migrate journal (%s); run one migrate at a time", err)
+    return True
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+class RateLimiter:
+    """At most `per_second` starts per second, evenly spaced (no bursts)."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_second <= 0:
+            raise ValueError("the rate must be positive")
+        self._interval = 1.0 / per_second
+        self._clock = clock
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def parse_rate(text: str) -> float:
+    """`50`, `50/s`, `600/min`, `10000/h` → per second."""
+    value, _, unit = text.strip().lower().partition("/")
+    seconds = {"": 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(unit.strip())
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if seconds is None or number <= 0:
+        raise ValueError(f"--rate {text!r}: give a positive number per second, e.g. 50/s")
+    return number / seconds
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class MigrateOptions:
+    paths: tuple[Path, ...]
+    dry_run: bool = False
+    out_dir: Path | None = None  # dry run: NAME.json per file here
+    receipts_dir: Path | None = None  # None: beside the originals (not possible for zips)
+    report: Path | None = None
+    concurrency: int = 8  # submissions in flight
+    rate: float | None = None  # submissions per second (None: as fast as KUHR answers)
+    dates: DateRange = DateRange()
+    follow: bool = False  # wait for the control results
+    workers: int | None = None  # conversion processes (None: one per core)
+    praksis_id: str | None = None
+    allow_mismatch: bool | None = None  # None: [watch] allow_mismatch
+    max_attempts: int = 3  # transient failures per file and run before it is left failed
+    state_dir: Path | None = None  # None: [watch] state_dir, else the per-user state folder
+    sandbox_clock: datetime | None = None  # an embedded sandbox's start time
+    sandbox_speed: float | None = None  # an embedded sandbox's speed (None: [kuhr])
+
+
+class MigrationError(Exception):
+    """The run cannot start (bad arguments, KUHR or the journal unavailable)."""
+
+
+@dataclass
+class RunResult:
+    tally: Tally
+    summary: dict[str, Any]  # the JSON summary (also written with --report)
+    interrupted: bool
+    report_paths: tuple[Path, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.summary.get("failed") or self.summary.get("unfinished") else 0
+
+
+def journal_path(settings: Any, state_dir: Path | None = None) -> Path:
+    """`migrate-<environment>.db` in the state folder (the watcher's is journal-…)."""
+    from bridge.runner import default_state_dir
+
+    folder = state_dir or settings.watch.state_dir or default_state_dir()
+    return Path(folder) / f"migrate-{settings.kuhr.environment.value}.db"
+
+
+def _check_receipts_place(options: MigrateOptions) -> None:
+    """Receipts beside the originals need writable folders and no zip archives."""
+    if options.dry_run or options.receipts_dir is not None:
+        return
+    for given in options.paths:
+        path = Path(given)
+        folder = path if path.is_dir() else path.parent
+        if path.suffix.lower() == ".zip" or (path.is_dir() and _has_zip(path)):
+            raise MigrationError(
+                f"{given} holds zip archives, which cannot be written into: give --receipts DIR "
+                "(the receipts mirror the archive's tree there)"
+            )
+        if not os.access(folder, os.W_OK):
+            raise MigrationError(
+                f"{folder} is read-only: give --receipts DIR (the receipts mirror its tree there)"
+            )
+
+
+def _has_zip(folder: Path) -> bool:
+    for _dirpath, _dirs, files in os.walk(folder):
+        if any(name.lower().endswith(".zip") for name in files):
+            return True
+    return False
+
+
+class Migration:
+    """One run of `bkm-bridge migrate`. `run()` blocks until done; `stop()` (from any thread,
+    e.g. a signal handler) ends it early: intake stops, steps in flight finish, the report is
+    written with every file's state at that moment, and the next run resumes."""
+
+    def __init__(
+        self,
+        settings: Any,
+        options: MigrateOptions,
+        *,
+        on_row: Callable[[Any], None] | None = None,
+    ) -> None:
+        if not options.paths:
+            raise MigrationError("give the folders, files or zip archives to migrate")
+        for given in options.paths:
+            if not Path(given).exists():
+                raise MigrationError(f"{given} does not exist")
+        if options.out_dir is not None and not options.dry_run:
+            raise MigrationError("--out is for --dry-run: a real run's claims are in the receipts")
+        if options.concurrency < 1:
+            raise MigrationError("--concurrency must be at least 1")
+        _check_receipts_place(options)
+        self.settings = settings
+        self.options = options
+        self.tally = Tally()
+        self.on_row = on_row
+        self.journal_path = None if options.dry_run else journal_path(settings, options.state_dir)
+        self._stop_requested = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------ contract
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        self.tally.stopping = True
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+
+    def run(self) -> RunResult:
+        started_wall = time.time()
+        counter = threading.Thread(target=self._count, name="migrate-count", daemon=True)
+        counter.start()
+        if self.options.dry_run:
+            writer, interrupted = self._dry(started_wall)
+        else:
+            writer, interrupted = asyncio.run(self._real(started_wall))
+        self.tally.finished = time.monotonic()
+        seconds = max(self.tally.elapsed(), 1e-9)
+        processed = self.tally.done if not self.options.dry_run else writer.summary.files
+        meta = {
+            "dry_run": self.options.dry_run,
+            "environment": None if self.options.dry_run else self.settings.kuhr.environment.value,
+            "journal": str(self.journal_path) if self.journal_path else None,
+            "started": _iso(started_wall),
+            "finished": _iso(time.time()),
+            "seconds": round(seconds, 3),
+            "new_versions": self.tally.new,
+            "files_per_second": round(self.tally.new_done / seconds, 1)
+            if not self.options.dry_run
+            else round(processed / seconds, 1),
+            "interrupted": interrupted,
+        }
+        summary = writer.close(meta)
+        return RunResult(
+            self.tally, summary, interrupted, writer.paths if writer.paths is not None else ()
+        )
+
+    def _count(self) -> None:
+        try:
+            files = 0
+            for _ in discover(self.options.paths, self.options.dates):
+                files += 1
+                if self._stop_requested.is_set():
+                    return
+            self.tally.total = files
+        except Exception:  # only the display's total; the run itself reports every file
+            log.exception("counting the files failed")
+
+    # ------------------------------------------------------------------ dry run
+
+    def _dry(self, started_wall: float) -> tuple[Any, bool]:
+        from bridge.migrate_report import ReportRow, ReportWriter
+
+        settings = self.settings
+        o = self.options
+        writer = ReportWriter(o.report, started_wall)
+        dry = DryRunSettings(
+            praksis_id=o.praksis_id or settings.watch.praksis_id,
+            praksis_rules=tuple(settings.praksis.rules),
+            write_json=o.out_dir is not None,
+        )
+        pool = start_pool(pool_workers(o.workers), self._convert_settings(), dry)
+        try:
+
+            def on_result(source: Source, result: DryResult, written: Path | None) -> None:
+                self.tally.discovered += 1
+                self.tally.done += 1
+                self.tally.outcomes[result.outcome] += 1
+                row = ReportRow(
+                    file=source.key,
+                    outcome=result.outcome,
+                    praksis_id=result.praksis_id,
+                    regninger=result.regninger if result.outcome == "konvertert" else None,
+                    problems=result.problems,
+                    receipt=str(written) if written else None,
+                    at=time.time(),
+                )
+                writer.add(row)
+                if self.on_row is not None:
+                    self.on_row(row)
+
+            dry_run(
+                discover(o.paths, o.dates),
+                pool,
+                out_dir=o.out_dir,
+                on_result=on_result,
+                stop=self._stop_requested,
+            )
+        finally:
+            pool.shutdown(cancel_futures=True)
+        return writer, self._stop_requested.is_set()
+
+    def _convert_settings(self) -> ConvertSettings:
+        s = self.settings
+        allow = self.options.allow_mismatch
+        return ConvertSettings(
+            allow_mismatch=s.watch.allow_mismatch if allow is None else allow,
+            max_bytes=s.xml.max_file_bytes,
+            xsd_dirs=tuple(s.xml.xsd_dirs),
+        )
+
+    # ------------------------------------------------------------------ real run
+
+    async def _real(self, started_wall: float) -> tuple[Any, bool]:
+        from bridge.migrate_report import ReportWriter
+
+        assert self.journal_path is not None
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested.is_set():
+            self._stop.set()
+        with exclusive(self.journal_path):
+            async with AsyncExitStack() as stack:
+                pipeline, journal, reader = await self._start(stack)
+                await self._drive(pipeline, journal, reader)
+                interrupted = self._stop.is_set()
+            writer = ReportWriter(self.options.report, started_wall)
+            await asyncio.to_thread(self._write_rows, writer)
+        return writer, interrupted
+
+    async def _start(self, stack: AsyncExitStack) -> tuple[Any, RunJournal, SourceReader]:
+        from bridge.config import ConfigError
+        from bridge.kuhr.client import client_options, resolve_target, token_provider_for
+        from bridge.pipeline import Pipeline
+
+        settings = self.settings
+        o = self.options
+        try:
+            info, speed, sandbox = self._sandbox(stack)
+            target = resolve_target(settings, info, embedded=sandbox is not None)
+            tokens = token_provider_for(target, settings)
+        except ConfigError as err:
+            raise MigrationError(str(err)) from None
+        log.info("bkm-bridge migrate → %s (%s)", target.label, target.api_url)
+        client = client_options(settings, target)
+        client["max_concurrency"] = o.concurrency
+        kuhr = _migrate_client(target.api_url, tokens, o.rate, client)
+        stack.push_async_callback(kuhr.aclose)
+        assert self.journal_path is not None
+        journal = RunJournal(
+            self.journal_path,
+            owner=default_owner_for(self.journal_path),
+            tally=self.tally,
+            follow=o.follow,
+            attempts=o.max_attempts,
+        )
+        stack.callback(journal.close)
+        reader = SourceReader()
+        stack.callback(reader.close)
+        workers = pool_workers(o.workers)
+        pool = await asyncio.to_thread(start_pool, workers, self._convert_settings())
+        stack.callback(pool.shutdown, cancel_futures=True)
+        loop = asyncio.get_running_loop()
+
+        def converter(data: bytes) -> asyncio.Future[ConvertResult]:
+            return loop.run_in_executor(pool, _convert_in_worker, data)
+
+        pipeline = Pipeline(
+            journal,
+            kuhr,
+            self._pipeline_options(speed, workers, reader, converter),
+            prechecker=self._prechecker(sandbox, target.admin_url),
+        )
+        return pipeline, journal, reader
+
+    def _sandbox(self, stack: AsyncExitStack) -> tuple[dict[str, Any] | None, float, Any]:
+        """(sandbox info, its speed, the embedded one) as `bridge.runner` does it."""
+        from bridge.environment import Environment
+        from bridge.kuhr.client import read_sandbox_info
+
+        k = self.settings.kuhr
+        if k.environment is not Environment.SANDBOX:
+            return None, 1.0, None
+        if k.sandbox_state_dir is not None:
+            info = read_sandbox_info(k.sandbox_state_dir)
+            return info, float(info.get("speed", 1.0)), None
+        from bridge.sandbox import start_sandbox
+
+        speed = self.options.sandbox_speed or k.sandbox_speed
+        sandbox = start_sandbox(clock=self.options.sandbox_clock, speed=speed)
+        stack.callback(sandbox.stop)
+        return sandbox.info, speed, sandbox
+
+    def _prechecker(self, sandbox: Any, admin_url: str | None) -> Any:
+        from bridge.precheck import Prechecker, sandbox_clock, wall_clock
+
+        clock: Any = wall_clock
+        if sandbox is not None:
+            clock = sandbox.sandbox.clock.now_datetime
+        elif admin_url:
+            clock = sandbox_clock(admin_url)
+        return Prechecker.from_settings(self.settings, clock=clock)
+
+    def _pipeline_options(
+        self, speed: float, workers: int, reader: SourceReader, converter: Any
+    ) -> Any:
+        from bridge.pipeline import PipelineOptions
+
+        s = self.settings
+        o = self.options
+        base = PipelineOptions()
+        scale = max(1.0, speed)
+        allow = o.allow_mismatch
+        return PipelineOptions(
+            environment=s.kuhr.environment.value,
+            follow="control",
+            praksis_id=o.praksis_id or s.watch.praksis_id,
+            praksis_rules=tuple(s.praksis.rules),
+            receipts_dir=o.receipts_dir,
+            allow_mismatch=s.watch.allow_mismatch if allow is None else allow,
+            max_bytes=s.xml.max_file_bytes,
+            xsd_dirs=tuple(s.xml.xsd_dirs),
+            # Submissions in flight, plus room to convert the next ones meanwhile.
+            concurrency=2 * o.concurrency + workers,
+            poll_first=max(0.05, base.poll_first / scale),
+            poll_max=max(0.2, base.poll_max / scale),
+            poll_max_payment=max(0.2, base.poll_max_payment / scale),
+            track=o.follow,
+            read_source=reader.read,
+            receipt_source=receipt_source,
+            converter=converter,
+        )
+
+    async def _drive(self, pipeline: Any, journal: RunJournal, reader: SourceReader) -> None:
+        assert self._stop is not None
+        stop_pipeline = asyncio.Event()
+        worker = asyncio.create_task(pipeline.run(stop_pipeline))
+        try:
+            await self._intake(pipeline, journal, reader)
+            while not self._stop.is_set() and not self._settled(journal):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.1)
+        finally:
+            stop_pipeline.set()
+            await worker
+
+    async def _intake(self, pipeline: Any, journal: RunJournal, reader: SourceReader) -> None:
+        """Register discovered files while fewer than `window` versions are unfinished."""
+        assert self._stop is not None
+        window = pipeline.options.concurrency + 8
+        max_bytes = self.settings.xml.max_file_bytes
+        sources = discover(self.options.paths, self.options.dates)
+        room = asyncio.Event()
+        journal.on_rest = room.set
+        while not self._stop.is_set():
+            free = window - len(journal.working)
+            if free <= 0:
+                room.clear()
+                stopper = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait(
+                    {asyncio.ensure_future(room.wait()), stopper},
+                    timeout=1.0,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                stopper.cancel()
+                continue
+            batch = await asyncio.to_thread(_hash_batch, sources, min(free, 64), reader, max_bytes)
+            if not batch:
+                return
+            for source, size, sha in batch:
+                version, created = pipeline.offer_content(source.key, sha, size, source.root)
+                self.tally.discovered += 1
+                if created:
+                    self.tally.new += 1
+                else:
+                    version = self._again(journal, version)
+                journal.admit(version, new=created)
+
+    def _again(self, journal: RunJournal, version: Version) -> Version:
+        """A version an earlier run left failed or unanswered gets this run's attempts."""
+        if version.state in (State.FAILED, State.SUBMITTING) and version.attempts:
+            return journal.transition(
+                version.id,
+                version.state,
+                attempts=0,
+                due_at=0.0,
+                note="taken up again by a new migrate run",
+            )
+        return version
+
+    def _settled(self, journal: RunJournal) -> bool:
+        """Nothing is left to do at this run's depth (exact, from the journal)."""
+        counts = journal.counts()
+        if counts.get(State.SEEN.value) or counts.get(State.CONVERTED.value):
+            return False
+        patient = [State.SUBMITTING, State.FAILED]
+        if self.options.follow:
+            patient.append(State.SUBMITTED)
+        waiting = sum(counts.get(s.value, 0) for s in patient)
+        if waiting == 0:
+            return True
+        if waiting > 1000:
+            return False
+        limit = self.options.max_attempts
+        return all(v.attempts >= limit for v in journal.versions(patient))
+
+    def _write_rows(self, writer: Any) -> None:
+        """Every discovered file's row, from the journal (a second walk: nothing per file was
+        kept in memory during the run)."""
+        from bridge.migrate_report import row_from_version
+
+        assert self.journal_path is not None
+        environment = self.settings.kuhr.environment.value
+        journal = Journal(self.journal_path, owner=default_owner_for(self.journal_path))
+        try:
+            for source in discover(self.options.paths, self.options.dates):
+                version = journal.latest_for_path(source.key)
+                row = row_from_version(
+                    source.key,
+                    version,
+                    environment=environment,
+                    source=receipt_source(source.key),
+                    receipts_dir=self.options.receipts_dir,
+                    root=source.root,
+                )
+                writer.add(row)
+                if self.on_row is not None:
+                    self.on_row(row)
+        finally:
+            journal.close()
+
+
+def _hash_batch(
+    sources: Iterator[Source], n: int, reader: SourceReader, max_bytes: int
+) -> list[tuple[Source, int, str]]:
+    """The next `n` sources with (size, sha256); one that cannot be read gets a placeholder
+    digest (its version is rejected as unreadable by the pipeline, with a receipt)."""
+    out = []
+    for source in sources:
+        try:
+            size, sha = reader.size_and_sha256(source.key)
+        except OSError as err:
+            log.warning("cannot read %s: %s", Path(source.key).name, err.strerror or err)
+            marker = f"unreadable:{source.key}:{type(err).__name__}"
+            size, sha = 0, hashlib.sha256(marker.encode()).hexdigest()
+        out.append((source, size, sha))
+        if len(out) >= n:
+            break
+    return out
+
+
+def _migrate_client(api_url: str, tokens: Any, rate: float | None, options: dict[str, Any]):
+    """The KUHR client; with a rate, submissions wait their turn (polls do not)."""
+    from bridge.kuhr.client import AsyncKuhrClient
+
+    if rate is None:
+        return AsyncKuhrClient(api_url, tokens, **options)
+
+    class RateLimitedClient(AsyncKuhrClient):
+        limiter = RateLimiter(rate)
+
+        async def send_inn(self, melding: Behandlerkravmelding):  # type: ignore[override]
+            await self.limiter.wait()
+            return await super().send_inn(melding)
+
+    return RateLimitedClient(api_url, tokens, **options)
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, OSLO).isoformat(timespec="seconds")
