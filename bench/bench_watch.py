@@ -56,7 +56,8 @@ from bridge.legacy.writer import OSLO, Sender, write_bkm_xml  # noqa: E402
 from bridge.model import Behandlerkrav, Regning  # noqa: E402
 
 PRAKSIS_ID = "1004326178"  # the sandbox's default praksis for MsgHead sender orgnr 999999999
-# The overall receipt statuses that are a final control result (follow = control).
+# A receipt's `kontrollresultat` once KUHR's control has judged every regning (its overall
+# `status` then moves on to the payment words, e.g. sendt_til_utbetaling after the 16:00 run).
 CONTROL_RESULTS = frozenset({"godkjent", "delvis_godkjent", "avvist"})
 RECEIPT_SUFFIX = ".kvittering.json"
 APPREC_SUFFIX = ".apprec.xml"
@@ -147,7 +148,7 @@ def is_final(receipt: dict[str, Any] | None) -> bool:
     return (
         receipt is not None
         and receipt.get("tilstand") == "controlled"
-        and receipt.get("status") in CONTROL_RESULTS
+        and receipt.get("kontrollresultat") in CONTROL_RESULTS
     )
 
 
@@ -338,6 +339,7 @@ class KillRecord:
     run: int
     after_ready: float  # seconds between "daemon ready" and SIGKILL
     receipts: dict[str, int]  # receipt statuses at the moment of the kill
+    unfinished: int  # files without a final receipt at that moment
 
 
 @dataclass
@@ -424,7 +426,8 @@ def run_reliability(
                 time.sleep(delay)
                 kill(proc)
                 counts = dict(receipt_overview(inbox, names))
-                records.append(KillRecord(run + 1, delay, counts))
+                unfinished = sum(not is_final(read_receipt(receipt_path(inbox, n))) for n in names)
+                records.append(KillRecord(run + 1, delay, counts, unfinished))
                 say(f"  kill {run + 1}/{kills} {delay:.2f} s after start: receipts {counts}")
             proc = setup.start()
             last_start = time.monotonic()

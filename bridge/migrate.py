@@ -183,7 +183,9 @@ def _members(archive: Path, root: Path, relative: Path, dates: DateRange) -> Ite
             continue
         if dates and not dates.holds(datetime(*info.date_time)):
             continue
-        yield Source(f"{archive}{ZIP_MARK}{name}", root, relative.joinpath(*_safe_member(name).parts))
+        yield Source(
+            f"{archive}{ZIP_MARK}{name}", root, relative.joinpath(*_safe_member(name).parts)
+        )
     del infos
 
 
@@ -323,8 +325,9 @@ def _warm_up() -> bool:
     return True
 
 
-def pool_workers(requested: int | None) -> int:
-    return max(1, requested or os.cpu_count() or 1)
+def pool_workers(requested: int | None, *, leave: int = 0) -> int:
+    """Conversion processes: as requested, else one per core less `leave` (at least one)."""
+    return max(1, requested or (os.cpu_count() or 1) - leave)
 
 
 def start_pool(
@@ -468,16 +471,16 @@ def dry_run(
     sources: Iterable[Source],
     pool: ProcessPoolExecutor,
     *,
+    workers: int,
     out_dir: Path | None,
     on_result: Callable[[Source, DryResult, Path | None], None],
     stop: threading.Event | None = None,
     chunk: int = 32,
-    chunks_in_flight: int | None = None,
 ) -> None:
     """Convert every source in the pool, in order; write `NAME.json` under `out_dir` as
-    `convert --out` does. At most `chunks_in_flight` chunks are queued at any time."""
+    `convert --out` does. At most a few chunks per worker are queued at any time."""
     names = OutputNames(out_dir) if out_dir is not None else None
-    limit = chunks_in_flight or 4 * max(1, pool._max_workers)  # noqa: SLF001
+    limit = 4 * max(1, workers)
     pending: deque[tuple[list[Source], Future[list[DryResult]]]] = deque()
 
     def settle_one() -> None:
@@ -525,6 +528,7 @@ class Tally:
     discovered: int = 0
     new: int = 0  # versions this run registered (the rest were known to the journal)
     done: int = 0  # files that reached the state this run takes them to
+    new_done: int = 0  # of those, versions this run registered
     outcomes: Counter[str] = field(default_factory=Counter)  # by journal state or dry outcome
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -538,55 +542,54 @@ class RunJournal(Journal):
     """The journal, telling the run's tally where versions go and which are still working
     (the intake window). Everything else is the watcher's journal as it is."""
 
-    def __init__(self, path: Path, *, owner: str, tally: Tally, follow: bool, attempts: int):
+    def __init__(
+        self, path: Path, *, owner: str, tally: Tally, follow: bool, attempts: int
+    ) -> None:
         super().__init__(path, owner=owner)
         self.tally = tally
-        self.working: dict[int, State] = {}  # versions of this run not yet at rest
+        self.working: dict[int, tuple[State, bool]] = {}  # this run's unfinished: (state, new)
+        self.on_rest: Callable[[], None] | None = None  # a working version came to rest
         self._follow = follow
         self._attempts = attempts
 
     def at_rest(self, version: Version) -> bool:
         if version.state in (State.SUBMITTING, State.FAILED):
             return version.attempts >= self._attempts  # left for the next run
-        if version.state in _WORKING:
-            return False
-        return not (self._follow and version.state in _TRACKED)
+        return self._resting_state(version.state)
 
-    def admit(self, version: Version) -> None:
+    def _resting_state(self, state: State) -> bool:
+        return state not in _WORKING and not (self._follow and state in _TRACKED)
+
+    def admit(self, version: Version, *, new: bool) -> None:
         """A version discovered in this run (new, or known from an earlier run)."""
         if self.at_rest(version):
             self.tally.done += 1
             self.tally.outcomes[version.state.value] += 1
         else:
-            self.working[version.id] = version.state
+            self.working[version.id] = (version.state, new)
 
     def transition(self, version_id: int, state: State, **kwargs: Any) -> Version:
-        previous = self.working.get(version_id)
-        if previous is None:
-            known = self._state_of(version_id)
-            previous = known if known is not None else state
-            was_working = False
-        else:
-            was_working = True
+        entry = self.working.get(version_id)
+        previous = entry[0] if entry is not None else self._state_of(version_id)
         version = super().transition(version_id, state, **kwargs)
-        rests = self.at_rest(version)
-        if was_working and rests:
+        if entry is not None:
+            if not self.at_rest(version):
+                self.working[version_id] = (version.state, entry[1])
+                return version
             del self.working[version_id]
             self.tally.done += 1
+            self.tally.new_done += entry[1]
             self.tally.outcomes[version.state.value] += 1
-        elif was_working:
-            self.working[version_id] = version.state
-        elif previous is not version.state:
-            # A version this run follows (submitted → controlled), or a leftover retried.
+            if self.on_rest is not None:
+                self.on_rest()
+        elif previous is not None and previous is not version.state:
+            # A claim this run follows (submitted → controlled), or a leftover it retried.
             if self.tally.outcomes[previous.value] > 0:
                 self.tally.outcomes[previous.value] -= 1
             self.tally.outcomes[version.state.value] += 1
-            if rests and not self.at_rest_state(previous):
+            if self.at_rest(version) and not self._resting_state(previous):
                 self.tally.done += 1
         return version
-
-    def at_rest_state(self, state: State) -> bool:
-        return state not in _WORKING and not (self._follow and state in _TRACKED)
 
     def _state_of(self, version_id: int) -> State | None:
         row = self._db().execute("SELECT state FROM versions WHERE id = ?", (version_id,))
@@ -845,7 +848,8 @@ class Migration:
             praksis_rules=tuple(settings.praksis.rules),
             write_json=o.out_dir is not None,
         )
-        pool = start_pool(pool_workers(o.workers), self._convert_settings(), dry)
+        workers = pool_workers(o.workers)
+        pool = start_pool(workers, self._convert_settings(), dry)
         try:
 
             def on_result(source: Source, result: DryResult, written: Path | None) -> None:
@@ -868,6 +872,7 @@ class Migration:
             dry_run(
                 discover(o.paths, o.dates),
                 pool,
+                workers=workers,
                 out_dir=o.out_dir,
                 on_result=on_result,
                 stop=self._stop_requested,
@@ -933,7 +938,7 @@ class Migration:
         stack.callback(journal.close)
         reader = SourceReader()
         stack.callback(reader.close)
-        workers = pool_workers(o.workers)
+        workers = pool_workers(o.workers, leave=1)  # this process submits on one core
         pool = await asyncio.to_thread(start_pool, workers, self._convert_settings())
         stack.callback(pool.shutdown, cancel_futures=True)
         loop = asyncio.get_running_loop()
@@ -1005,6 +1010,7 @@ class Migration:
             read_source=reader.read,
             receipt_source=receipt_source,
             converter=converter,
+            interim_receipts=False,  # a receipt once a file is sent or final, not on the way
         )
 
     async def _drive(self, pipeline: Any, journal: RunJournal, reader: SourceReader) -> None:

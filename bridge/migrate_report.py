@@ -106,15 +106,14 @@ def row_from_version(
         for r in receipt["regninger"]
         if r.get("status") == "avvist"
     )
-    merknader = tuple(
-        str(m["nummer"])
-        for m in [*(m for r in receipt["regninger"] for m in r.get("merknader") or [])]
-        + list(receipt["merknader"])
-    )
+    per_regning = [m for r in receipt["regninger"] for m in r.get("merknader") or []]
+    merknader = tuple(str(m["nummer"]) for m in [*per_regning, *receipt["merknader"]])
     receipt_file = None
     if version.state.value != "skipped":
         try:
-            receipt_file = str(receipt_paths(source, receipts_dir, root if receipts_dir else None)[0])
+            receipt_file = str(
+                receipt_paths(source, receipts_dir, root if receipts_dir else None)[0]
+            )
         except ValueError:
             receipt_file = None
     return ReportRow(
@@ -137,7 +136,9 @@ def _facts(version: Version, environment: str, source: Path) -> ReceiptFacts:
     detail = version.detail
     submit = SendInnResponse.model_validate(detail["submit"]) if detail.get("submit") else None
     details = (
-        BehandlerkravmeldingListe.model_validate(load_json(detail["details"])).behandlerkravmeldinger
+        BehandlerkravmeldingListe.model_validate(
+            load_json(detail["details"])
+        ).behandlerkravmeldinger
         if detail.get("details")
         else []
     )

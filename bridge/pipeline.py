@@ -50,6 +50,7 @@ from bridge.receipts import (
     receipt_paths,
     write_receipts,
 )
+from bridge.redaction import remember_patient_data
 
 log = logging.getLogger("bridge.pipeline")
 OSLO = ZoneInfo("Europe/Oslo")
@@ -85,6 +86,7 @@ class PipelineOptions:
     read_source: Callable[[str], bytes] | None = None  # a version's bytes by its journal path
     receipt_source: Callable[[str], Path] | None = None  # the path its receipts are named for
     converter: Callable[[bytes], Awaitable[ConvertResult]] | None = None  # e.g. a process pool
+    interim_receipts: bool = True  # False: no "venter" receipt between converted and sent
 
 
 @dataclass
@@ -362,6 +364,9 @@ class Pipeline:
         melding = Behandlerkravmelding(
             praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
         )
+        # The log redaction learns this claim's names and diagnoses, so that free text
+        # mentioning them (an exception message, say) is scrubbed too.
+        remember_patient_data(melding)
         precheck = await self._precheck(version, melding, resolution)
         if precheck is not None and precheck.blocks:
             self._reject(
@@ -386,7 +391,8 @@ class Pipeline:
                 "precheck": precheck.dicts() if precheck is not None else [],
             },
         )
-        self._write_receipts(version)
+        if self.options.interim_receipts:
+            self._write_receipts(version)
         await self._submit(version)
 
     async def _precheck(

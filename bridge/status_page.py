@@ -281,15 +281,14 @@ def _name(version: Version) -> str:
 
 
 def _state(state: str) -> str:
-    kind = (
-        "good"
-        if state in GOOD
-        else "bad"
-        if state in BAD
-        else "busy"
-        if state not in (State.SKIPPED,)
-        else ""
-    )
+    if state in GOOD:
+        kind = "good"
+    elif state in BAD:
+        kind = "bad"
+    elif state == State.SKIPPED:
+        kind = ""
+    else:
+        kind = "busy"  # still on its way
     return f'<span class="state {kind}">{_e(state)}</span>'
 
 

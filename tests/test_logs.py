@@ -194,6 +194,28 @@ def test_tokens_and_keys_never_reach_a_log_line(fmt: str) -> None:
     assert "[private key]" in out
 
 
+def test_key_objects_the_bridge_holds_are_logged_without_their_private_parts() -> None:
+    from jwcrypto import jwk
+
+    from bridge.kuhr.auth import AccessToken, SigningKey
+
+    key = jwk.JWK.generate(kty="RSA", size=2048, kid="bkm-bridge-test")
+    private = json.loads(key.export_private())
+    signing = SigningKey.from_jwk_dict(private)
+    token = AccessToken(value=JWT, token_type="Bearer", expires_at=0.0, lifetime=120.0)
+    stream = capture("json")
+    log = logging.getLogger("bridge.kuhr.auth")
+    log.info("jwk %s / %r", key, key)
+    log.info("signing key %s", signing, extra={"key": signing, "token": token})
+    log.info("pem %s", key.export_to_pem(private_key=True, password=None))
+    log.info("token %s", token)
+    out = stream.getvalue()
+    for member in ("d", "p", "q", "dp", "dq", "qi"):
+        assert private[member][:16] not in out, member
+    assert JWT not in out and "BEGIN PRIVATE KEY" not in out
+    assert "bkm-bridge-test" in out  # the kid says which key, and may be seen
+
+
 # --------------------------------------------------------------------------- the layer itself
 
 

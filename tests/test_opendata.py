@@ -114,7 +114,9 @@ def test_takstkoder_rows_have_exactly_the_documented_fields(opne_data: str) -> N
 
 def test_takstkoder_filters(opne_data: str) -> None:
     def codes(**params: str) -> list[tuple[str, str]]:
-        return sorted((r["takstkode"], r["fradato"]) for r in get(f"{opne_data}/takstkoder", **params).json())
+        return sorted(
+            (r["takstkode"], r["fradato"]) for r in get(f"{opne_data}/takstkoder", **params).json()
+        )
 
     assert codes(takstkode="2ad") == [("2ad", "2024-07-01"), ("2ad", "2025-07-01")]
     assert codes(takstkode="2ad", gyldigdato="2025-01-15") == [("2ad", "2024-07-01")]
@@ -210,9 +212,12 @@ def test_a_failed_sync_leaves_the_cache_as_it_was(opne_data: str, tmp_path: Path
     with OpenDataClient(opne_data) as client:
         sync(client, path, now=OSLO_NOON)
     before = path.read_bytes()
-    with OpenDataClient("http://127.0.0.1:9/opne-data/v1", timeout=2) as down:
-        with pytest.raises(OpenDataError, match="cannot reach"):
-            sync(down, path, now=datetime.fromisoformat("2026-01-06T08:00:00+01:00"))
+    later = datetime.fromisoformat("2026-01-06T08:00:00+01:00")
+    with (
+        OpenDataClient("http://127.0.0.1:9/opne-data/v1", timeout=2) as down,
+        pytest.raises(OpenDataError, match="cannot reach"),
+    ):
+        sync(down, path, now=later)
     assert path.read_bytes() == before
 
 
@@ -304,7 +309,13 @@ def test_takster_search_works_offline_from_the_cache(sandbox, app, tmp_path: Pat
     assert "cannot reach" in offline.stderr and "local cache" in offline.stderr
     assert "takst table: synced" in offline.stderr and "old" in offline.stderr
     # K1 is the test config's "Tillegg som krever konsultasjon".
-    assert [r["takstkode"] for r in json.loads(offline.stdout)] == ["2ad", "2ae", "2ak", "2cd", "K1"]
+    assert [r["takstkode"] for r in json.loads(offline.stdout)] == [
+        "2ad",
+        "2ae",
+        "2ak",
+        "2cd",
+        "K1",
+    ]
     nothing = invoke(app, "takster", "search", "zz9", "--offline", **env)
     assert nothing.exit_code == 1
 

@@ -76,10 +76,7 @@ def test_every_file_is_sent_exactly_once_across_kills(
 
     # The kills interrupted unfinished work (else they would prove nothing).
     assert len(run.kills) == KILLS
-    assert any(
-        sum(n for status, n in k.receipts.items() if status not in harness.CONTROL_RESULTS) > 0
-        for k in run.kills
-    ), f"every kill came after all files were final {context}"
+    assert any(k.unfinished > 0 for k in run.kills), f"no kill interrupted work {context}"
     if faults:
         counts = run.stats["faults"]
         assert counts["errors"] > 0 and counts["dropped"] > 0, f"{counts} {context}"
@@ -100,8 +97,11 @@ def test_every_file_is_sent_exactly_once_across_kills(
     )
     assert run.stats["submissions_accepted"] == FILES, context
 
-    # Every file has its final receipt, about its own content and regning.
-    assert statuses == {"godkjent": FILES}, f"receipts: {dict(statuses)} {context}"
+    # Every file has its final receipt, about its own content and regning. (Its overall status
+    # moves on to sendt_til_utbetaling once the sandbox's clock passes 16:00.)
+    results = Counter((r or {}).get("kontrollresultat") for r in run.receipts.values())
+    assert results == {"godkjent": FILES}, f"receipts: {dict(statuses)} {context}"
+    assert set(statuses) <= {"godkjent", "sendt_til_utbetaling"}, (statuses, context)
     kuhr_ids = set()
     for name, receipt in run.receipts.items():
         assert receipt is not None
