@@ -20,7 +20,8 @@ and phases of latency beyond the client's read timeout. `run_reliability` is als
 Prints figures next to their targets; asserts nothing. Usage:
 
     python bench/bench_watch.py [--files 1000] [--quiet 0.5] [--concurrency 8]
-    python bench/bench_watch.py --reliability [--files 1000] [--kills 5] [--seed N] [--faults]
+    python bench/bench_watch.py --reliability [--files 1000] [--kills 5] [--seed N]
+                                 [--kill-window S] [--faults off|on|both]
 """
 
 from __future__ import annotations
@@ -665,6 +666,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=5, help="with --reliability")
     parser.add_argument("--seed", type=int, default=None, help="with --reliability")
     parser.add_argument(
+        "--kill-window",
+        type=float,
+        default=None,
+        help="with --reliability: kill at most this many s after a start (default files/50, "
+        "at least 2.5, so the kills spread over the run)",
+    )
+    parser.add_argument(
         "--faults",
         choices=("off", "on", "both"),
         default="both",
@@ -680,9 +688,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.reliability:
             seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
             modes = {"off": [False], "on": [True], "both": [False, True]}[args.faults]
+            window = args.kill_window or max(2.5, args.files / 50)
             for faults in modes:
                 label = "with faults" if faults else "without faults"
-                print(f"\nreliability {label}: {args.files} files, {args.kills} kills, seed {seed}")
+                print(
+                    f"\nreliability {label}: {args.files} files, {args.kills} kills within "
+                    f"{window:g} s of each start, seed {seed}"
+                )
                 result = run_reliability(
                     workdir / ("faults" if faults else "clean"),
                     files=args.files,
@@ -690,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
                     seed=seed,
                     faults=faults,
                     quiet=args.quiet,
+                    kill_window=(0.1, window),
                     concurrency=args.concurrency,
                 )
                 print_rows(summarize(result))

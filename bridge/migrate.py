@@ -19,7 +19,9 @@ import contextlib
 import hashlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import socket
 import sys
 import threading
@@ -27,7 +29,7 @@ import time
 import zipfile
 import zlib
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -95,6 +97,8 @@ def receipt_source(key: str) -> Path:
     if split is None:
         return Path(key)
     archive, member = split
+    if not member:  # the archive itself, when it cannot be opened
+        return Path(archive)
     return Path(archive).joinpath(*_safe_member(member).parts)
 
 
@@ -119,40 +123,43 @@ def _is_claim_name(name: str) -> bool:
     return name.lower().endswith(".xml") and not is_receipt_name(name)
 
 
-def discover(paths: Iterable[Path], dates: DateRange = DateRange()) -> Iterator[Source]:
+def discover(
+    paths: Iterable[Path], dates: DateRange = DateRange(), *, warn: bool = True
+) -> Iterator[Source]:
     """Claim files under `paths`, as a stream: `*.xml` and the `*.xml` members of `*.zip`,
     folders walked recursively in name order (as `convert --out` does), receipts skipped.
 
     A zip that cannot be opened yields one source `ZIP!` that reads as unreadable, so it is
-    counted and reported like any bad file."""
+    counted and reported like any bad file. `warn`: log what cannot be listed or opened."""
     for given in paths:
         path = Path(os.path.abspath(given))
         if path.is_dir():
-            yield from _walk(path, path, dates)
+            yield from _walk(path, path, dates, warn)
         elif path.suffix.lower() == ".zip":
-            yield from _members(path, path.parent, Path(path.name), dates)
+            yield from _members(path, path.parent, Path(path.name), dates, warn)
         else:
             if dates and not _modified_within(path, dates):
                 continue
             yield Source(str(path), path.parent, Path(path.name))
 
 
-def _walk(folder: Path, root: Path, dates: DateRange) -> Iterator[Source]:
+def _walk(folder: Path, root: Path, dates: DateRange, warn: bool) -> Iterator[Source]:
     try:
         with os.scandir(folder) as scan:
             entries = sorted(scan, key=lambda e: e.name)
     except OSError as err:
-        log.warning("cannot list %s: %s", folder, err.strerror)
+        if warn:
+            log.warning("cannot list %s: %s", folder, err.strerror)
         return
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), root, dates)
+            yield from _walk(Path(entry.path), root, dates, warn)
             continue
         name = entry.name
         lowered = name.lower()
         if lowered.endswith(".zip") and entry.is_file():
             path = Path(entry.path)
-            yield from _members(path, root, path.relative_to(root), dates)
+            yield from _members(path, root, path.relative_to(root), dates, warn)
         elif _is_claim_name(name) and entry.is_file():
             if dates and not _modified_within(Path(entry.path), dates):
                 continue
@@ -167,13 +174,16 @@ def _modified_within(path: Path, dates: DateRange) -> bool:
         return True  # unreadable: let it be counted and reported
 
 
-def _members(archive: Path, root: Path, relative: Path, dates: DateRange) -> Iterator[Source]:
+def _members(
+    archive: Path, root: Path, relative: Path, dates: DateRange, warn: bool
+) -> Iterator[Source]:
     try:
         with zipfile.ZipFile(archive) as zipped:
             infos = zipped.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as err:
-        log.warning("cannot open zip archive %s: %s", archive.name, err)
-        yield Source(f"{archive}{ZIP_MARK}", root, relative / "_")
+        if warn:
+            log.warning("cannot open zip archive %s: %s", archive.name, err)
+        yield Source(f"{archive}{ZIP_MARK}", root, relative)
         return
     for info in infos:
         name = info.filename
@@ -187,19 +197,6 @@ def _members(archive: Path, root: Path, relative: Path, dates: DateRange) -> Ite
             f"{archive}{ZIP_MARK}{name}", root, relative.joinpath(*_safe_member(name).parts)
         )
     del infos
-
-
-def count_sources(paths: Iterable[Path], dates: DateRange = DateRange()) -> tuple[int, int]:
-    """(claim files, zip archives) under `paths`: the total for the progress display."""
-    files = zips = 0
-    seen_zips: set[str] = set()
-    for source in discover(paths, dates):
-        files += 1
-        split = split_key(source.key)
-        if split is not None and split[0] not in seen_zips:
-            seen_zips.add(split[0])
-            zips += 1
-    return files, zips
 
 
 # --------------------------------------------------------------------------- reading
@@ -309,10 +306,28 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(settings: ConvertSettings, dry: DryRunSettings | None) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the migrate process decides how
+    # to stop (finishing what is in flight needs its workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     _worker["context"] = settings.context()
     _worker["reader"] = SourceReader()
     _worker["dry"] = dry
     _worker["max_bytes"] = settings.max_bytes
+
+
+def _exit_with_parent() -> None:
+    """A worker whose migrate process was killed (SIGKILL, a crash) ends too, instead of
+    waiting forever on a queue it still holds both ends of."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _convert_in_worker(data: bytes) -> ConvertResult:
@@ -548,6 +563,7 @@ class RunJournal(Journal):
         super().__init__(path, owner=owner)
         self.tally = tally
         self.working: dict[int, tuple[State, bool]] = {}  # this run's unfinished: (state, new)
+        self.working_content: Counter[str] = Counter()  # their sha256s
         self.on_rest: Callable[[], None] | None = None  # a working version came to rest
         self._follow = follow
         self._attempts = attempts
@@ -567,6 +583,7 @@ class RunJournal(Journal):
             self.tally.outcomes[version.state.value] += 1
         else:
             self.working[version.id] = (version.state, new)
+            self.working_content[version.sha256] += 1
 
     def transition(self, version_id: int, state: State, **kwargs: Any) -> Version:
         entry = self.working.get(version_id)
@@ -577,6 +594,9 @@ class RunJournal(Journal):
                 self.working[version_id] = (version.state, entry[1])
                 return version
             del self.working[version_id]
+            self.working_content[version.sha256] -= 1
+            if self.working_content[version.sha256] <= 0:
+                del self.working_content[version.sha256]
             self.tally.done += 1
             self.tally.new_done += entry[1]
             self.tally.outcomes[version.state.value] += 1
@@ -650,21 +670,27 @@ def _try_lock(fd: int) -> bool:
 class RateLimiter:
     """At most `per_second` starts per second, evenly spaced (no bursts)."""
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
         if per_second <= 0:
             raise ValueError("the rate must be positive")
         self._interval = 1.0 / per_second
         self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
-        self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
-        async with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self._interval
+        """Take the next slot (no await before that: slots are handed out in call order)."""
+        now = self._clock()
+        start = max(now, self._next)
+        self._next = start + self._interval
         if start > now:
-            await asyncio.sleep(start - now)
+            await self._sleep(start - now)
 
 
 def parse_rate(text: str) -> float:
@@ -827,7 +853,7 @@ class Migration:
     def _count(self) -> None:
         try:
             files = 0
-            for _ in discover(self.options.paths, self.options.dates):
+            for _ in discover(self.options.paths, self.options.dates, warn=False):
                 files += 1
                 if self._stop_requested.is_set():
                     return
@@ -1027,7 +1053,9 @@ class Migration:
             await worker
 
     async def _intake(self, pipeline: Any, journal: RunJournal, reader: SourceReader) -> None:
-        """Register discovered files while fewer than `window` versions are unfinished."""
+        """Register discovered files while fewer than `window` versions are unfinished. Two
+        files with the same content never work at once: the second waits for the first to be
+        sent and is then the duplicate it is (two in flight would both be POSTed)."""
         assert self._stop is not None
         window = pipeline.options.concurrency + 8
         max_bytes = self.settings.xml.max_file_bytes
@@ -1037,19 +1065,16 @@ class Migration:
         while not self._stop.is_set():
             free = window - len(journal.working)
             if free <= 0:
-                room.clear()
-                stopper = asyncio.ensure_future(self._stop.wait())
-                await asyncio.wait(
-                    {asyncio.ensure_future(room.wait()), stopper},
-                    timeout=1.0,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                stopper.cancel()
+                await self._wait(room)
                 continue
             batch = await asyncio.to_thread(_hash_batch, sources, min(free, 64), reader, max_bytes)
             if not batch:
                 return
             for source, size, sha in batch:
+                while sha in journal.working_content and not self._stop.is_set():
+                    await self._wait(room)
+                if self._stop.is_set():
+                    return
                 version, created = pipeline.offer_content(source.key, sha, size, source.root)
                 self.tally.discovered += 1
                 if created:
@@ -1057,6 +1082,15 @@ class Migration:
                 else:
                     version = self._again(journal, version)
                 journal.admit(version, new=created)
+
+    async def _wait(self, room: asyncio.Event) -> None:
+        """Until a working version comes to rest (or the run stops; at most a second)."""
+        assert self._stop is not None
+        room.clear()
+        waiters = {asyncio.ensure_future(room.wait()), asyncio.ensure_future(self._stop.wait())}
+        await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
 
     def _again(self, journal: RunJournal, version: Version) -> Version:
         """A version an earlier run left failed or unanswered gets this run's attempts."""
@@ -1095,7 +1129,7 @@ class Migration:
         environment = self.settings.kuhr.environment.value
         journal = Journal(self.journal_path, owner=default_owner_for(self.journal_path))
         try:
-            for source in discover(self.options.paths, self.options.dates):
+            for source in discover(self.options.paths, self.options.dates, warn=False):
                 version = journal.latest_for_path(source.key)
                 row = row_from_version(
                     source.key,

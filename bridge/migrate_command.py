@@ -242,6 +242,8 @@ def _stop_on_signals(migration: Any) -> Iterator[None]:
 
 @contextmanager
 def _display(migration: Any, live: bool, log_level: str) -> Iterator[None]:
+    """A live display on stderr (a bar with files/s and ETA, and a line of counts by outcome)
+    while the run lasts; log lines print above it. Without a terminal: log lines only."""
     from bridge.logs import reset_logging, setup_logging
 
     if not live:
@@ -251,7 +253,8 @@ def _display(migration: Any, live: bool, log_level: str) -> Iterator[None]:
         finally:
             reset_logging()
         return
-    from rich.console import Console
+    from rich.console import Console, Group
+    from rich.live import Live
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -261,9 +264,9 @@ def _display(migration: Any, live: bool, log_level: str) -> Iterator[None]:
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
 
     tally = migration.tally
-    console = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -273,36 +276,29 @@ def _display(migration: Any, live: bool, log_level: str) -> Iterator[None]:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[outcomes]}"),
-        console=console,
-        refresh_per_second=4,
     )
-    stop = threading.Event()
-    with progress:
+    label = "dry run" if migration.options.dry_run else "migrate"
+    task = progress.add_task(label, total=None, rate="0")
+
+    class Display:
+        def __rich__(self) -> Group:
+            elapsed = max(tally.elapsed(), 1e-6)
+            progress.update(
+                task,
+                total=tally.total,
+                completed=tally.done,
+                rate=f"{tally.done / elapsed:,.0f}",
+            )
+            text = Text(_outcomes_text(tally.outcomes) or "starting…", style="dim")
+            if tally.stopping:
+                text.append("  stopping: finishing what is in flight…", style="yellow")
+            return Group(progress, text)
+
+    with Live(Display(), console=Console(stderr=True), refresh_per_second=4):
         setup_logging(log_level)  # after the display starts: log lines print above it
-        label = "dry run" if migration.options.dry_run else "migrate"
-        task = progress.add_task(label, total=None, rate="0", outcomes="")
-
-        def refresh() -> None:
-            while not stop.wait(0.25):
-                elapsed = max(tally.elapsed(), 1e-6)
-                progress.update(
-                    task,
-                    total=tally.total,
-                    completed=tally.done,
-                    rate=f"{tally.done / elapsed:,.0f}",
-                    outcomes=_outcomes_text(tally.outcomes)
-                    + (" [yellow]stopping…[/]" if tally.stopping else ""),
-                )
-
-        updater = threading.Thread(target=refresh, name="migrate-progress", daemon=True)
-        updater.start()
         try:
             yield
         finally:
-            stop.set()
-            updater.join()
-            progress.update(task, total=tally.total or tally.done, completed=tally.done)
             reset_logging()
 
 

@@ -243,12 +243,19 @@ class _Check:
         self.check_takster = table.has_fagomraade(fagomraade)
         self.findings: list[Finding] = []
 
-    def add(self, regning: Regning | None, code: str, text: str, **more: str | None) -> None:
+    def add(
+        self,
+        regning: Regning | None,
+        code: str,
+        text: str,
+        *,
+        takstkode: str | None = None,
+        merknad: str | None = None,
+    ) -> None:
         nr = regning.regningsnummer if regning else None
+        guid = regning.guid if regning else None
         message = f"Regning {nr}: {text}" if regning else text
-        self.findings.append(
-            Finding(code, message, nr, regning.guid if regning else None, **more)  # type: ignore[arg-type]
-        )
+        self.findings.append(Finding(code, message, nr, guid, takstkode, merknad))
 
     def regning(self, regning: Regning, alle: list[Regning]) -> None:
         tidspunkt = regning.tidspunkt.astimezone(OSLO)
@@ -273,7 +280,7 @@ class _Check:
         codes = [t.kode for t in regning.takster or ()]
         enkel = [c for c in codes if c in ENKEL_KONTAKT]
         patient = _patient(regning)
-        if not enkel or set(codes) & KONSULTASJON or patient is None:
+        if not enkel or set(codes) & KONSULTASJON or patient is None or _skipped(regning):
             return
         for other in alle:
             if other is regning or _skipped(other) or _patient(other) != patient:
@@ -475,7 +482,14 @@ def precheck_melding(
         raise ValueError("now must be an aware datetime")
     krav = melding.behandlerkrav if isinstance(melding, Behandlerkravmelding) else melding
     check = _Check(table, now.astimezone(OSLO), praksis_fagomraade)
-    if not check.check_takster:
+    if not table.fagomraader:
+        check.add(
+            None,
+            TAKSTER_UNAVAILABLE,
+            "No takst table has been synced for this environment, so takster were not "
+            "checked; run `bkm-bridge takster sync`.",
+        )
+    elif not check.check_takster:
         check.add(
             None,
             TAKSTER_UNAVAILABLE,
@@ -566,8 +580,16 @@ class Prechecker:
 
         p = settings.precheck
         directory = p.cache_dir or default_cache_dir(settings.watch.state_dir)
-        path = cache_file(directory, settings.kuhr.environment.value)
-        return cls(p.mode, lambda: load_table(path), fagomraade=p.fagomraade, clock=clock)
+        environment = settings.kuhr.environment.value
+        path = cache_file(directory, environment)
+        # The bundled snapshot is the sandbox's table: right for the sandbox, not for Helfo.
+        snapshot = environment == "sandbox"
+        return cls(
+            p.mode,
+            lambda: load_table(path, snapshot=snapshot),
+            fagomraade=p.fagomraade,
+            clock=clock,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -603,11 +625,10 @@ class Prechecker:
         from bridge.takstcache import CacheError
 
         try:
-            table = self._table()
+            findings = precheck_melding(
+                melding, self._table(), now=now, praksis_fagomraade=self.fagomraade_of(praksistype)
+            )
         except CacheError as exc:
             text = f"The pre-control could not run: {exc}; run `bkm-bridge takster sync`."
             return PrecheckOutcome([Finding(TAKSTER_UNAVAILABLE, text)], self.mode)
-        findings = precheck_melding(
-            melding, table, now=now, praksis_fagomraade=self.fagomraade_of(praksistype)
-        )
         return PrecheckOutcome(findings, self.mode)

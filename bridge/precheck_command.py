@@ -25,6 +25,7 @@ from bridge.environment import Environment
 
 if TYPE_CHECKING:
     from bridge.config import Settings
+    from bridge.convert import ConvertContext
     from bridge.model import Behandlerkravmelding
     from bridge.precheck import Prechecker
     from bridge.problems import Problem
@@ -88,8 +89,9 @@ def _cache_path(settings: Settings) -> Path:
 def _load(settings: Settings) -> TakstTable:
     from bridge.takstcache import CacheError, load_table
 
+    sandbox = settings.kuhr.environment is Environment.SANDBOX
     try:
-        return load_table(_cache_path(settings))
+        return load_table(_cache_path(settings), snapshot=sandbox)
     except CacheError as exc:
         _err(f"bkm-bridge: {exc}; run `bkm-bridge takster sync`")
         raise typer.Exit(1) from None
@@ -109,16 +111,14 @@ def _sandbox_now(settings: Settings) -> datetime | None:
     k = settings.kuhr
     if k.environment is not Environment.SANDBOX or k.sandbox_state_dir is None:
         return None
-    admin = _sandbox_info(k.sandbox_state_dir).get("admin_url")
-    if not admin:
-        return None
     import httpx
 
     try:
-        answer = httpx.get(f"{admin}/clock", timeout=5.0)
+        info = json.loads((k.sandbox_state_dir / SANDBOX_INFO_FILE).read_text(encoding="utf-8"))
+        answer = httpx.get(f"{info['admin_url']}/clock", timeout=5.0)
         answer.raise_for_status()
         return datetime.fromisoformat(answer.json()["now"])
-    except (httpx.HTTPError, KeyError, ValueError):
+    except (OSError, httpx.HTTPError, KeyError, TypeError, ValueError):
         _err("bkm-bridge: the sandbox's clock is not readable; checking against the wall clock")
         return None
 
@@ -148,10 +148,11 @@ def convert_precheck(config: Path | None) -> Callable[[Behandlerkravmelding], li
             return None
         now = _sandbox_now(settings)
         checker = Prechecker.from_settings(settings, clock=(lambda: now) if now else wall_clock)
-    else:
-        from bridge.config import Settings
+    else:  # the defaults, without loading the settings machinery (convert starts quickly)
+        from bridge.takstcache import cache_file, default_cache_dir, load_table
 
-        checker = Prechecker.from_settings(Settings())
+        path = cache_file(default_cache_dir(), Environment.SANDBOX.value)
+        checker = Prechecker(Mode.WARN, lambda: load_table(path))
     checker.mode = Mode.WARN
     moment = checker.now_sync()
 
@@ -169,14 +170,14 @@ def _precheck_files(
     checker: Prechecker,
     now: datetime,
     as_json: bool,
+    context: ConvertContext,
 ) -> int:
     from bridge.batch import find_xml_files
-    from bridge.convert import ConvertContext, convert_file
+    from bridge.convert import convert_file
     from bridge.model import dump_json
 
-    failed = found = files = 0
+    failed = found = blocking = files = 0
     results: list[dict[str, Any]] = []
-    context = ConvertContext()
     for source in find_xml_files(paths):
         files += 1
         result = convert_file(source.path, context)
@@ -186,13 +187,14 @@ def _precheck_files(
             failed += 1
             continue
         findings = checker.check(result.behandlerkrav, now=now).findings
-        found += sum(1 for f in findings if f.blocking)
+        found += len(findings)
+        blocking += sum(1 for f in findings if f.blocking)
         if as_json:
             results.append(
                 {"fil": str(source.path), "forhandskontroll": [f.as_dict() for f in findings]}
             )
-        for finding in findings:
-            if not as_json:
+        else:
+            for finding in findings:
                 print(finding.as_problem().format(str(source.path)))
     if as_json:
         sys.stdout.write(dump_json(results) + "\n")
@@ -202,7 +204,7 @@ def _precheck_files(
             + (f"; {failed} could not be read" if failed else "")
             + "."
         )
-    return 1 if failed or found else 0
+    return 1 if failed or blocking else 0  # a missing table alone is not the claim's fault
 
 
 def precheck(
@@ -236,7 +238,19 @@ def precheck(
     table = _load(settings)
     _err(table.describe(wall_clock()))
     checker = Prechecker(Mode.WARN, lambda: table, fagomraade=fag or settings.precheck.fagomraade)
-    raise typer.Exit(_precheck_files(paths, checker, moment, as_json))
+    raise typer.Exit(_precheck_files(paths, checker, moment, as_json, _convert_context(settings)))
+
+
+def _convert_context(settings: Settings) -> ConvertContext:
+    """Reading as `validate` does: the `[xml]` settings (extra XSD folders, size limit)."""
+    from bridge.convert import ConvertContext
+
+    registry = None
+    if settings.xml.xsd_dirs:
+        from bridge.legacy.schemas import SchemaRegistry
+
+        registry = SchemaRegistry(extra_dirs=settings.xml.xsd_dirs)
+    return ConvertContext(registry=registry, max_bytes=settings.xml.max_file_bytes)
 
 
 # --------------------------------------------------------------------------- takster

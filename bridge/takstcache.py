@@ -86,6 +86,14 @@ class TakstTable:
         self.path = path
         self.snapshot = snapshot
         self.note: str | None = data.get("note")
+        self._parsed: dict[tuple[str, str], list[Takstkode]] = {}
+        self._lock = threading.Lock()
+        try:
+            self._index(data)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise CacheError(f"the takst cache is damaged ({type(exc).__name__}: {exc})") from None
+
+    def _index(self, data: dict[str, Any]) -> None:
         self._sections: dict[str, dict[str, Any]] = dict(data.get("takstkoder") or {})
         self._raw: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self._folded: dict[str, set[str]] = defaultdict(set)  # lower-case code → codes
@@ -94,13 +102,13 @@ class TakstTable:
                 code = str(row.get("takstkode"))
                 self._raw[(fag, code)].append(row)
                 self._folded[code.lower()].add(code)
-        self._parsed: dict[tuple[str, str], list[Takstkode]] = {}
         self._nlk_section: dict[str, Any] | None = data.get("nlkkoder")
         self._nlk_raw: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in (self._nlk_section or {}).get("rows") or ():
             self._nlk_raw[str(row.get("nlkKode"))].append(row)
         self._other = {k: data.get(k) for k in ("refusjonskategorisatser", "fagomraader")}
-        self._lock = threading.Lock()
+        for section in (*self._sections.values(), self._nlk_section, *self._other.values()):
+            _fetched(section)  # a damaged time shows now, not in the middle of a check
 
     # ------------------------------------------------------------------ takster
 
@@ -124,7 +132,10 @@ class TakstTable:
         parsed = self._parsed.get(key)
         if parsed is None:
             with self._lock:
-                parsed = [Takstkode.model_validate(r) for r in self._raw.get(key, ())]
+                try:
+                    parsed = [Takstkode.model_validate(r) for r in self._raw.get(key, ())]
+                except ValueError as exc:  # pydantic's ValidationError: a hand-edited cache
+                    raise CacheError(f"the takst cache's rows for {kode} are invalid") from exc
                 self._parsed[key] = parsed
         return parsed
 
@@ -161,7 +172,10 @@ class TakstTable:
         return bool(self._nlk_section and self._nlk_section.get("rows"))
 
     def nlk(self, kode: str) -> list[NlkKode]:
-        return [NlkKode.model_validate(r) for r in self._nlk_raw.get(kode, ())]
+        try:
+            return [NlkKode.model_validate(r) for r in self._nlk_raw.get(kode, ())]
+        except ValueError as exc:
+            raise CacheError(f"the takst cache's rows for {kode} are invalid") from exc
 
     # ------------------------------------------------------------------ age
 
@@ -174,6 +188,9 @@ class TakstTable:
 
     def describe(self, now: datetime) -> str:
         """One line saying where the table comes from and how old it is."""
+        if not self._sections:
+            where = f" at {self.path}" if self.path else ""
+            return f"takst table: none synced{where}: run `bkm-bridge takster sync`"
         fetched = self.fetched_at()
         age = _age_text(fetched, now) if fetched else "age unknown"
         when = fetched.astimezone(OSLO).strftime("%Y-%m-%d %H:%M") if fetched else "?"
@@ -221,6 +238,11 @@ def _parse_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
+def empty_table(path: Path | None = None) -> TakstTable:
+    """No table at all: only the rules that need none can run."""
+    return TakstTable({"format": CACHE_FORMAT}, path=path, snapshot=False)
+
+
 def load_snapshot() -> TakstTable:
     with _loaded_lock:
         cached = _loaded.get(("snapshot", 0, 0))
@@ -233,15 +255,17 @@ def load_snapshot() -> TakstTable:
     return table
 
 
-def load_table(path: Path | None) -> TakstTable:
-    """The synced table at `path`, else the bundled snapshot. Loaded once per process (and
-    again only when the file changes). A damaged cache file raises `CacheError`."""
+def load_table(path: Path | None, *, snapshot: bool = True) -> TakstTable:
+    """The synced table at `path`; without one, the bundled snapshot (`snapshot=False`: an
+    empty table, for DEV and PROD, where the sandbox's illustrative rates would mislead).
+    Loaded once per process (again only when the file changes). A damaged cache file raises
+    `CacheError`."""
     if path is None:
-        return load_snapshot()
+        return load_snapshot() if snapshot else empty_table()
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return load_snapshot()
+        return load_snapshot() if snapshot else empty_table(path)
     except OSError as exc:
         raise CacheError(f"cannot read the takst cache {path}: {exc.strerror}") from None
     key = (str(path), stat.st_mtime_ns, stat.st_size)

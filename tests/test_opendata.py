@@ -332,3 +332,18 @@ def test_takster_sync_failure_exits_1_and_says_the_cache_is_unchanged(app, tmp_p
     assert result.exit_code == 1
     assert "the cache is unchanged" in result.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_precheck_uses_the_standalone_sandboxs_clock(sandbox, app, tmp_path: Path) -> None:
+    """The module's sandbox runs on its default clock, the seed's moment (2026-01-06 15:30):
+    regning 6 of the seed claim (06.02.2026) is in the future there, whatever today is."""
+    env = {"BKM_BRIDGE_PRECHECK__CACHE_DIR": str(tmp_path / "cache")}
+    state = ["--sandbox-state-dir", sandbox.info_path.parent]
+    invoke(app, "takster", "sync", *state, **env)
+    seed = FIXTURES / "seed-arbeidsflyt.xml"
+    result = invoke(app, "precheck", seed, "--praksis-type", "FALE", *state, **env)
+    assert result.exit_code == 1
+    assert "after the moment it is checked (06.01.2026 15:3" in result.stdout
+    assert (
+        "REGNING_IN_FUTURE" in result.stdout and "ENKEL_KONTAKT_NEAR_KONSULTASJON" in result.stdout
+    )

@@ -364,13 +364,22 @@ def test_block_mode_turns_findings_into_errors_and_says_why(table: TakstTable) -
     assert off.findings == [] and not off.blocks
 
 
-def test_an_unreadable_cache_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+def test_an_unreadable_cache_is_a_finding_not_a_crash(tmp_path: Path, cache_dir: Path) -> None:
     broken = cache_file(tmp_path, "sandbox")
     broken.write_text("[]", encoding="utf-8")
     checker = Prechecker(Mode.BLOCK, lambda: load_table(broken))
     outcome = checker.check(seed_krav(), now=SEED_MOMENT)
     assert [f.code for f in outcome.findings] == ["TAKSTER_UNAVAILABLE"]
     assert not outcome.blocks  # a missing table never stops a claim
+
+    edited = json.loads(cache_file(cache_dir, "sandbox").read_text(encoding="utf-8"))
+    for row in edited["takstkoder"]["LE"]["rows"]:
+        if row["takstkode"] == "2ad":
+            row["refusjon"] = "femten"  # edited by hand
+    broken.write_text(json.dumps(edited), encoding="utf-8")
+    outcome = Prechecker(Mode.WARN, lambda: load_table(broken)).check(seed_krav(), now=SEED_MOMENT)
+    assert [f.code for f in outcome.findings] == ["TAKSTER_UNAVAILABLE"]
+    assert "rows for 2ad are invalid" in outcome.findings[0].message
 
 
 # --------------------------------------------------------------------------- the commands
@@ -439,3 +448,29 @@ def test_convert_prints_findings_as_warnings_and_keeps_its_json(cache_dir: Path)
     assert "TAKST_UNKNOWN" not in off.stderr
     block = runner.invoke(cli, args, env={**env, "BKM_BRIDGE_PRECHECK__MODE": "block"})
     assert block.exit_code == 0 and block.stdout == off.stdout  # convert only ever warns
+
+
+def test_dev_and_prod_never_fall_back_to_the_sandboxs_snapshot(app, tmp_path: Path) -> None:
+    env = {"BKM_BRIDGE_PRECHECK__CACHE_DIR": str(tmp_path / "empty")}
+    args = [
+        "precheck",
+        SEED,
+        "--env",
+        "prod",
+        "--praksis-type",
+        "FALE",
+        "--now",
+        "2026-01-06T15:30",
+    ]
+    result = invoke(app, *args, **env)
+    assert result.exit_code == 1
+    assert [line.split(": ")[1] for line in result.stdout.splitlines()[:-1]] == [
+        "TAKSTER_UNAVAILABLE",
+        "ENKEL_KONTAKT_NEAR_KONSULTASJON",
+        "REGNING_IN_FUTURE",
+    ]
+    assert "No takst table has been synced for this environment" in result.stdout
+    assert "takst table: none synced" in result.stderr
+    sandbox = invoke(app, "precheck", SEED_CORRECTED, "--now", "2026-01-06T15:30", **env)
+    assert sandbox.exit_code == 0  # the sandbox environment checks against the snapshot
+    assert "bundled snapshot" in sandbox.stderr
