@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -277,18 +277,37 @@ class Journal:
             args.append(limit)
         return [Version.from_row(r) for r in self._db().execute(sql, args)]
 
-    def due(self, states: Iterable[State], *, now: float | None = None) -> list[Version]:
-        """Versions in these states whose next step is due and that nobody else holds."""
+    def due(
+        self,
+        states: Iterable[State],
+        *,
+        now: float | None = None,
+        limit: int | None = None,
+        skip: Collection[int] = (),
+        failed_below: int | None = None,
+    ) -> list[Version]:
+        """Versions in these states whose next step is due and that nobody else holds, the
+        longest-waiting first: at most `limit`, none of `skip` (already being worked on), and
+        failed ones only while they have had fewer than `failed_below` attempts.
+
+        Rows are read lazily and stop at `limit`, so a scheduler waking often does not parse
+        every due row each time (that grew with the square of a burst of files)."""
         now = self._clock() if now is None else now
         wanted = [s.value for s in states]
-        rows = self._db().execute(
+        sql = (
             f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) "
-            "AND due_at <= ? ORDER BY due_at, id",
-            (*wanted, now),
+            "AND due_at <= ?"
         )
+        args: list[Any] = [*wanted, now]
+        if failed_below is not None:
+            sql += " AND NOT (state = ? AND attempts >= ?)"
+            args += [State.FAILED.value, failed_below]
+        rows = self._db().execute(sql + " ORDER BY due_at, id", args)
         dead: dict[str, bool] = {}
-        found = []
+        found: list[Version] = []
         for row in rows:
+            if row["id"] in skip:
+                continue
             owner = row["lease_owner"]
             if (
                 row["lease_until"] < now
@@ -296,6 +315,9 @@ class Journal:
                 or dead.setdefault(owner, owner_is_dead(owner))
             ):
                 found.append(Version.from_row(row))
+                if limit is not None and len(found) >= limit:
+                    break
+        rows.close()
         return found
 
     def next_due(self, states: Iterable[State]) -> float | None:

@@ -144,27 +144,43 @@ def discover(
 
 
 def _walk(folder: Path, root: Path, dates: DateRange, warn: bool) -> Iterator[Source]:
+    """A folder's files first, ordered by (stem, name) so that names which become the same
+    `NAME.json` follow each other; then its subfolders. Only names are held, not entries."""
+    files: list[str] = []
+    folders: list[str] = []
     try:
         with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda e: e.name)
+            for entry in scan:
+                name = entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(name)
+                elif (name.lower().endswith(".zip") or _is_claim_name(name)) and entry.is_file():
+                    files.append(name)
     except OSError as err:
         if warn:
             log.warning("cannot list %s: %s", folder, err.strerror)
         return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), root, dates, warn)
-            continue
-        name = entry.name
-        lowered = name.lower()
-        if lowered.endswith(".zip") and entry.is_file():
-            path = Path(entry.path)
-            yield from _members(path, root, path.relative_to(root), dates, warn)
-        elif _is_claim_name(name) and entry.is_file():
-            if dates and not _modified_within(Path(entry.path), dates):
-                continue
-            path = Path(entry.path)
-            yield Source(entry.path, root, path.relative_to(root))
+    files.sort(key=_name_order)
+    relative = folder.relative_to(root)
+    for name in files:
+        path = folder / name
+        if name.lower().endswith(".zip"):
+            yield from _members(path, root, relative / name, dates, warn)
+        elif not dates or _modified_within(path, dates):
+            yield Source(str(path), root, relative / name)
+    del files
+    for name in sorted(folders):
+        yield from _walk(folder / name, root, dates, warn)
+
+
+def _member_order(info: zipfile.ZipInfo) -> tuple[str, str, str]:
+    folder, _, name = info.filename.replace("\\", "/").rpartition("/")
+    return (folder, *_name_order(name))
+
+
+def _name_order(name: str) -> tuple[str, str]:
+    stem, dot, _suffix = name.rpartition(".")
+    return (stem if dot else name), name
 
 
 def _modified_within(path: Path, dates: DateRange) -> bool:
@@ -185,6 +201,7 @@ def _members(
             log.warning("cannot open zip archive %s: %s", archive.name, err)
         yield Source(f"{archive}{ZIP_MARK}", root, relative)
         return
+    infos.sort(key=_member_order)  # a folder's members together, as `_walk` orders files
     for info in infos:
         name = info.filename
         if info.is_dir() or name.startswith(_MEMBER_SKIP):
@@ -193,10 +210,42 @@ def _members(
             continue
         if dates and not dates.holds(datetime(*info.date_time)):
             continue
-        yield Source(
-            f"{archive}{ZIP_MARK}{name}", root, relative.joinpath(*_safe_member(name).parts)
-        )
+        below = relative.joinpath(*_safe_member(name).parts)
+        yield Source(f"{archive}{ZIP_MARK}{name}", root, below)
     del infos
+
+
+def count_sources(
+    paths: Iterable[Path], dates: DateRange = DateRange(), stop: threading.Event | None = None
+) -> int | None:
+    """How many sources `discover` will yield (for the progress display), without holding
+    folder listings; None if stopped."""
+    total = 0
+    pending = []
+    for given in paths:
+        path = Path(os.path.abspath(given))
+        if path.is_dir():
+            pending.append(path)
+        else:
+            total += sum(1 for _ in discover([path], dates, warn=False))
+    while pending:
+        if stop is not None and stop.is_set():
+            return None
+        try:
+            with os.scandir(pending.pop()) as scan:
+                for entry in scan:
+                    name = entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif name.lower().endswith(".zip") and entry.is_file():
+                        total += sum(
+                            1 for _ in _members(Path(entry.path), Path(), Path(), dates, False)
+                        )
+                    elif _is_claim_name(name) and entry.is_file():
+                        total += not dates or _modified_within(Path(entry.path), dates)
+        except OSError:
+            continue
+    return total
 
 
 # --------------------------------------------------------------------------- reading
@@ -452,23 +501,43 @@ def _unreadable(err: OSError) -> Problem:
 
 
 class OutputNames:
-    """`bridge.batch.output_path`'s names (NAME.json, NAME~2.json for a name used twice in the
-    run), remembering the names taken as 8-byte digests rather than paths."""
+    """The names `bridge.batch.output_path` gives (NAME.json; NAME~2.json for a name already
+    used in the run), remembering only names that can still collide.
 
-    def __init__(self, out_dir: Path) -> None:
+    With one folder walked, `discover` yields each output folder's files together and the
+    names that map to one NAME.json next to each other, so a folder's generated `~N` names
+    and the current NAME group are all there is to remember. Several folders given can map
+    anything onto the same names: then every name is kept (as an 8-byte digest)."""
+
+    def __init__(self, out_dir: Path, *, roots: int = 1) -> None:
         self.out_dir = out_dir
-        self._taken: set[int] = set()
+        self._everything = roots > 1
+        self._folder: Path | None = None
+        self._natural: Path | None = None
+        self._group: set[int] = set()  # the current NAME.json and its variants
+        self._generated: set[int] = set()  # ~N names given in this folder
 
     def next(self, source: SourceFile) -> Path:
-        taken = _DigestSet(self._taken)
+        natural = self.out_dir / source.relative.with_suffix(".json")
+        if not self._everything:
+            if natural.parent != self._folder:
+                self._folder = natural.parent
+                self._generated.clear()
+                self._group.clear()
+            elif natural != self._natural:
+                self._group.clear()
+        self._natural = natural
+        taken = _Taken(self._group, self._generated, natural)
         return output_path(self.out_dir, source, taken)  # type: ignore[arg-type]
 
 
-class _DigestSet:
+class _Taken:
     """The `set[Path]` interface `output_path` uses, over digests of the paths."""
 
-    def __init__(self, digests: set[int]) -> None:
-        self._digests = digests
+    def __init__(self, group: set[int], generated: set[int], natural: Path) -> None:
+        self._group = group
+        self._generated = generated
+        self._natural = natural
 
     @staticmethod
     def _digest(path: Path) -> int:
@@ -476,10 +545,13 @@ class _DigestSet:
         return int.from_bytes(raw, "big")
 
     def __contains__(self, path: object) -> bool:
-        return isinstance(path, Path) and self._digest(path) in self._digests
+        if not isinstance(path, Path):
+            return False
+        digest = self._digest(path)
+        return digest in self._group or digest in self._generated
 
     def add(self, path: Path) -> None:
-        self._digests.add(self._digest(path))
+        (self._group if path == self._natural else self._generated).add(self._digest(path))
 
 
 def dry_run(
@@ -487,6 +559,7 @@ def dry_run(
     pool: ProcessPoolExecutor,
     *,
     workers: int,
+    roots: int = 1,
     out_dir: Path | None,
     on_result: Callable[[Source, DryResult, Path | None], None],
     stop: threading.Event | None = None,
@@ -494,7 +567,7 @@ def dry_run(
 ) -> None:
     """Convert every source in the pool, in order; write `NAME.json` under `out_dir` as
     `convert --out` does. At most a few chunks per worker are queued at any time."""
-    names = OutputNames(out_dir) if out_dir is not None else None
+    names = OutputNames(out_dir, roots=roots) if out_dir is not None else None
     limit = 4 * max(1, workers)
     pending: deque[tuple[list[Source], Future[list[DryResult]]]] = deque()
 
@@ -852,12 +925,9 @@ class Migration:
 
     def _count(self) -> None:
         try:
-            files = 0
-            for _ in discover(self.options.paths, self.options.dates, warn=False):
-                files += 1
-                if self._stop_requested.is_set():
-                    return
-            self.tally.total = files
+            self.tally.total = count_sources(
+                self.options.paths, self.options.dates, self._stop_requested
+            )
         except Exception:  # only the display's total; the run itself reports every file
             log.exception("counting the files failed")
 
@@ -899,6 +969,7 @@ class Migration:
                 discover(o.paths, o.dates),
                 pool,
                 workers=workers,
+                roots=len(o.paths),
                 out_dir=o.out_dir,
                 on_result=on_result,
                 stop=self._stop_requested,
@@ -1070,6 +1141,9 @@ class Migration:
             batch = await asyncio.to_thread(_hash_batch, sources, min(free, 64), reader, max_bytes)
             if not batch:
                 return
+            # The pipeline keeps every submission's latency for the watcher's metrics; a bulk
+            # run has no use for them, and they would grow with the archive.
+            pipeline.stats.submit_latency.clear()
             for source, size, sha in batch:
                 while sha in journal.working_content and not self._stop.is_set():
                     await self._wait(room)

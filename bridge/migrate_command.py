@@ -186,6 +186,9 @@ def migrate_command(
     except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # the second Ctrl-C: the journal still resumes the next run
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        raise typer.Exit(130) from None
     except Exception as exc:  # start-up trouble (KUHR, journal): a sentence, not a traceback
         from bridge.migrate import JournalLockedError
 

@@ -122,6 +122,7 @@ class Pipeline:
         self._praksiser: tuple[float, PraksisListe] | None = None
         self._praksis_lock = asyncio.Lock()
         self._leases_renewed_at = 0.0
+        self._once_attempts = 3  # `--once`: transient failures tried this often
         registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
         self._context = ConvertContext(
             allow_mismatch=options.allow_mismatch, max_bytes=options.max_bytes, registry=registry
@@ -147,10 +148,13 @@ class Pipeline:
             return self._offer_unreadable(path, root, err)
         version, created = self.journal.record_seen(str(path), sha, size)
         if created:
+            # Due from now, not from 0: new files and status polls take turns by time, so
+            # a burst of files does not starve the claims already at KUHR.
             self.journal.transition(
                 version.id,
                 State.SEEN,
                 detail={"root": str(root) if root else None, "mtime_ns": stat.st_mtime_ns},
+                due_at=self._now(),
             )
             log.info("new file version %s (%s…)", path.name, sha[:12])
             self._wakeup.set()
@@ -225,7 +229,7 @@ class Pipeline:
         if self.options.track and self.options.follow == "payment":
             states.append(State.CONTROLLED)
         pending = self.journal.versions(states)
-        limit = getattr(self, "_once_attempts", 3)
+        limit = self._once_attempts
         return [v for v in pending if not (v.state is State.FAILED and v.attempts >= limit)]
 
     def _active_states(self) -> list[State]:
@@ -251,19 +255,19 @@ class Pipeline:
         free = self.options.concurrency - len(self._inflight)
         if free <= 0:
             return
-        for version in self.journal.due(self._active_states(), now=self._now()):
-            if free <= 0:
-                break
-            if version.id in self._inflight:
-                continue
-            if once and version.state is State.FAILED and version.attempts >= self._once_attempts:
-                continue
+        due = self.journal.due(
+            self._active_states(),
+            now=self._now(),
+            limit=free,
+            skip=self._inflight.keys(),
+            failed_below=self._once_attempts if once else None,
+        )
+        for version in due:
             if not self.journal.acquire(version.id, seconds=self.options.lease_seconds):
                 continue
             task = asyncio.create_task(self._step(version.id))
             self._inflight[version.id] = task
             task.add_done_callback(lambda _t, vid=version.id: self._done(vid))
-            free -= 1
 
     def _done(self, version_id: int) -> None:
         self._inflight.pop(version_id, None)

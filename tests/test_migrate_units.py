@@ -22,6 +22,7 @@ from bridge.migrate import (
     MigrationError,
     RateLimiter,
     SourceReader,
+    count_sources,
     discover,
     exclusive,
     journal_path,
@@ -58,12 +59,13 @@ def _tree(tmp_path: Path) -> Path:
 def test_discovery_walks_folders_in_name_order_and_reads_zip_members(tmp_path: Path) -> None:
     root = _tree(tmp_path)
     found = [(s.key, s.relative.as_posix(), s.root) for s in discover([root])]
+    assert count_sources([root]) == len(found)
     zip_path = root / "a" / "gammelt.zip"
     assert found == [
         (str(root / "0.xml"), "0.xml", root),
         (str(root / "a" / "1.XML"), "a/1.XML", root),
-        (f"{zip_path}!2019/k1.xml", "a/gammelt.zip/2019/k1.xml", root),
         (f"{zip_path}!k0.xml", "a/gammelt.zip/k0.xml", root),
+        (f"{zip_path}!2019/k1.xml", "a/gammelt.zip/2019/k1.xml", root),
         (str(root / "b" / "2.xml"), "b/2.xml", root),
     ]
 
@@ -73,7 +75,7 @@ def test_a_zip_given_directly_is_rooted_at_its_folder(tmp_path: Path) -> None:
     zip_path = root / "a" / "gammelt.zip"
     sources = list(discover([zip_path]))
     relative = [s.relative.as_posix() for s in sources]
-    assert relative == ["gammelt.zip/2019/k1.xml", "gammelt.zip/k0.xml"]
+    assert relative == ["gammelt.zip/k0.xml", "gammelt.zip/2019/k1.xml"]
     assert {s.root for s in sources} == {root / "a"}
 
 
