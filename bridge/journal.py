@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -447,8 +447,7 @@ class Journal:
                     "INSERT INTO events (version_id, at, state, note) VALUES (?, ?, ?, ?)",
                     (version_id, now, state.value, note),
                 )
-            row = db.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
-            return Version.from_row(row)
+            return replace(current, state=state, updated_at=now, detail=merged, **fields)
 
     def acquire(self, version_id: int, *, seconds: float) -> bool:
         """Take (or renew) the lease on a version; False if a live owner holds it."""

@@ -145,7 +145,8 @@ def discover(
 
 def _walk(folder: Path, root: Path, dates: DateRange, warn: bool) -> Iterator[Source]:
     """A folder's files first, ordered by (stem, name) so that names which become the same
-    `NAME.json` follow each other; then its subfolders. Only names are held, not entries."""
+    `NAME.json` follow each other; then its zip archives; then its subfolders. Only names are
+    held, not directory entries."""
     files: list[str] = []
     folders: list[str] = []
     try:
@@ -160,7 +161,8 @@ def _walk(folder: Path, root: Path, dates: DateRange, warn: bool) -> Iterator[So
         if warn:
             log.warning("cannot list %s: %s", folder, err.strerror)
         return
-    files.sort(key=_name_order)
+    # Zip archives after the folder's own files: their members go to folders of their own.
+    files.sort(key=lambda name: (name.lower().endswith(".zip"), *_name_order(name)))
     relative = folder.relative_to(root)
     for name in files:
         path = folder / name
@@ -251,6 +253,12 @@ def count_sources(
 # --------------------------------------------------------------------------- reading
 
 
+class TooLargeError(OSError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(0, f"it is {size:,} bytes, more than the limit of {limit:,}")
+        self.size = size
+
+
 class SourceReader:
     """Reads a source by its key: a file, or a zip member straight from its archive (a few
     archives are kept open). Every failure is an `OSError` with a sentence in `strerror`."""
@@ -261,16 +269,21 @@ class SourceReader:
         self._lock = threading.Lock()
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The bytes; `TooLargeError` (before reading) for more than `max_bytes`."""
         split = split_key(key)
         if split is None:
-            return Path(key).read_bytes()
+            with open(key, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise TooLargeError(size, max_bytes)
+                return handle.read()
         archive, member = split
         with self._lock:
             zipped = self._archive(archive)
             try:
                 info = zipped.getinfo(member)
                 if max_bytes is not None and info.file_size > max_bytes:
-                    raise OSError(0, f"the member is larger than {max_bytes:,} bytes")
+                    raise TooLargeError(info.file_size, max_bytes)
                 return zipped.read(info)
             except KeyError:
                 raise FileNotFoundError(0, "the member is no longer in the zip archive") from None
@@ -433,29 +446,18 @@ class DryResult:
     praksis_id: str | None
 
 
-DRY_OUTCOMES = ("konvertert", "avvist_lokalt", "ignorert")
-
-
 def _dry_one(key: str, folder: str) -> DryResult:
     reader: SourceReader = _worker["reader"]
     settings: DryRunSettings = _worker["dry"]
     try:
         data = reader.read(key, _worker["max_bytes"])
-    except OSError as err:
-        problem = _unreadable(err)
-        if "larger than" in (err.strerror or ""):
-            problem = too_large(_member_size(key), _worker["max_bytes"])
+    except TooLargeError as err:
+        problem = too_large(err.size, _worker["max_bytes"])
         return DryResult(key, "avvist_lokalt", (problem.code,), 0, None, None)
+    except OSError as err:
+        return DryResult(key, "avvist_lokalt", (_unreadable(err).code,), 0, None, None)
     result = convert(data, _worker["context"])
     return _dry_result(key, folder, result, settings)
-
-
-def _member_size(key: str) -> int:
-    split = split_key(key)
-    if split is None:
-        return 0
-    with zipfile.ZipFile(split[0]) as zipped:
-        return zipped.getinfo(split[1]).file_size
 
 
 def _dry_result(

@@ -86,7 +86,10 @@ class PipelineOptions:
     read_source: Callable[[str], bytes] | None = None  # a version's bytes by its journal path
     receipt_source: Callable[[str], Path] | None = None  # the path its receipts are named for
     converter: Callable[[bytes], Awaitable[ConvertResult]] | None = None  # e.g. a process pool
-    interim_receipts: bool = True  # False: no "venter" receipt between converted and sent
+    # A "venter" receipt between converted and sent. Off by default: the "sendt" receipt follows
+    # within milliseconds, and each receipt write costs a file creation (the watcher's largest
+    # cost per file); a submission that gets no answer writes one anyway.
+    interim_receipts: bool = False
 
 
 @dataclass
@@ -442,6 +445,7 @@ class Pipeline:
             # Unknown whether it landed: reconcile later, never blindly resend.
             self.stats.failed_attempts += 1
             self._later(version, f"no answer from KUHR: {err}")
+            self._write_receipts(self.journal.get(version.id))
             return
         await self._after_answer(version, answer)
 

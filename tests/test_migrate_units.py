@@ -22,6 +22,7 @@ from bridge.migrate import (
     MigrationError,
     RateLimiter,
     SourceReader,
+    TooLargeError,
     count_sources,
     discover,
     exclusive,
@@ -121,8 +122,9 @@ def test_members_are_read_in_place_and_damage_is_an_oserror(tmp_path: Path) -> N
     assert reader.size_and_sha256(f"{archive}!k.xml")[0] == len(claim_xml(5) * 5)
     with pytest.raises(FileNotFoundError):
         reader.read(f"{archive}!missing.xml")
-    with pytest.raises(OSError, match="larger than"):
+    with pytest.raises(TooLargeError) as too_large:
         reader.read(f"{archive}!k.xml", max_bytes=100)
+    assert too_large.value.size == len(claim_xml(5) * 5)
     reader.close()
     # Flip bytes in the compressed data: the member's CRC or inflate fails.
     data = bytearray(archive.read_bytes())
