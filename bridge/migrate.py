@@ -144,10 +144,14 @@ def discover(
 
 
 def _walk(folder: Path, root: Path, dates: DateRange, warn: bool) -> Iterator[Source]:
-    """A folder's files first, ordered by (stem, name) so that names which become the same
-    `NAME.json` follow each other; then its zip archives; then its subfolders. Only names are
-    held, not directory entries."""
-    files: list[str] = []
+    """A folder's claim files first, ordered by (stem, name) so that names which become the
+    same `NAME.json` follow each other; then its zip archives; then its subfolders.
+
+    Only names are held (not directory entries), and a claim's name is held as
+    `STEM\0.xml`, which sorts in that order without a sort key per name: an archive folder
+    may hold a hundred thousand files."""
+    claims: list[str] = []
+    archives: list[str] = []
     folders: list[str] = []
     try:
         with os.scandir(folder) as scan:
@@ -155,22 +159,24 @@ def _walk(folder: Path, root: Path, dates: DateRange, warn: bool) -> Iterator[So
                 name = entry.name
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(name)
-                elif (name.lower().endswith(".zip") or _is_claim_name(name)) and entry.is_file():
-                    files.append(name)
+                elif _is_claim_name(name) and entry.is_file():
+                    claims.append(f"{name[:-4]}\0{name[-4:]}")  # every claim name ends .xml
+                elif name.lower().endswith(".zip") and entry.is_file():
+                    archives.append(name)
     except OSError as err:
         if warn:
             log.warning("cannot list %s: %s", folder, err.strerror)
         return
-    # Zip archives after the folder's own files: their members go to folders of their own.
-    files.sort(key=lambda name: (name.lower().endswith(".zip"), *_name_order(name)))
+    claims.sort()
     relative = folder.relative_to(root)
-    for name in files:
+    for held in claims:
+        name = held.replace("\0", "", 1)
         path = folder / name
-        if name.lower().endswith(".zip"):
-            yield from _members(path, root, relative / name, dates, warn)
-        elif not dates or _modified_within(path, dates):
+        if not dates or _modified_within(path, dates):
             yield Source(str(path), root, relative / name)
-    del files
+    del claims
+    for name in sorted(archives):
+        yield from _members(folder / name, root, relative / name, dates, warn)
     for name in sorted(folders):
         yield from _walk(folder / name, root, dates, warn)
 
@@ -629,52 +635,66 @@ class Tally:
 
 
 class RunJournal(Journal):
-    """The journal, telling the run's tally where versions go and which are still working
-    (the intake window). Everything else is the watcher's journal as it is."""
+    """The journal, telling the run's tally where versions go and which versions are still
+    being worked on (the intake window: converting and sending, not waiting for KUHR's
+    control). Everything else is the watcher's journal as it is."""
 
     def __init__(
-        self, path: Path, *, owner: str, tally: Tally, follow: bool, attempts: int
+        self,
+        path: Path,
+        *,
+        owner: str,
+        tally: Tally,
+        follow: bool,
+        attempts: int,
+        started: float,
     ) -> None:
         super().__init__(path, owner=owner)
         self.tally = tally
-        self.working: dict[int, tuple[State, bool]] = {}  # this run's unfinished: (state, new)
+        self.working: dict[int, State] = {}  # this run's versions being converted or sent
         self.working_content: Counter[str] = Counter()  # their sha256s
-        self.on_rest: Callable[[], None] | None = None  # a working version came to rest
+        self.on_rest: Callable[[], None] | None = None  # a working version left the window
         self._follow = follow
         self._attempts = attempts
+        self._started = started  # versions created since are this run's new ones
+
+    def in_window(self, version: Version) -> bool:
+        if version.state in (State.SUBMITTING, State.FAILED):
+            return version.attempts < self._attempts  # else left for the next run
+        return version.state in _WORKING
 
     def at_rest(self, version: Version) -> bool:
-        if version.state in (State.SUBMITTING, State.FAILED):
-            return version.attempts >= self._attempts  # left for the next run
-        return self._resting_state(version.state)
+        """Where this run takes it: sent (or, following, controlled), or given up on."""
+        return not self.in_window(version) and not (self._follow and version.state in _TRACKED)
 
-    def _resting_state(self, state: State) -> bool:
+    def _rests_in(self, state: State) -> bool:
         return state not in _WORKING and not (self._follow and state in _TRACKED)
 
-    def admit(self, version: Version, *, new: bool) -> None:
+    def admit(self, version: Version) -> None:
         """A version discovered in this run (new, or known from an earlier run)."""
+        if self.in_window(version):
+            self.working[version.id] = version.state
+            self.working_content[version.sha256] += 1
+            return
+        self.tally.outcomes[version.state.value] += 1
         if self.at_rest(version):
             self.tally.done += 1
-            self.tally.outcomes[version.state.value] += 1
-        else:
-            self.working[version.id] = (version.state, new)
-            self.working_content[version.sha256] += 1
 
     def transition(self, version_id: int, state: State, **kwargs: Any) -> Version:
-        entry = self.working.get(version_id)
-        previous = entry[0] if entry is not None else self._state_of(version_id)
+        held = self.working.get(version_id)
+        previous = held if held is not None else self._state_of(version_id)
         version = super().transition(version_id, state, **kwargs)
-        if entry is not None:
-            if not self.at_rest(version):
-                self.working[version_id] = (version.state, entry[1])
+        if held is not None:
+            if self.in_window(version):
+                self.working[version_id] = version.state
                 return version
             del self.working[version_id]
             self.working_content[version.sha256] -= 1
             if self.working_content[version.sha256] <= 0:
                 del self.working_content[version.sha256]
-            self.tally.done += 1
-            self.tally.new_done += entry[1]
             self.tally.outcomes[version.state.value] += 1
+            if self.at_rest(version):
+                self._done(version)
             if self.on_rest is not None:
                 self.on_rest()
         elif previous is not None and previous is not version.state:
@@ -682,9 +702,13 @@ class RunJournal(Journal):
             if self.tally.outcomes[previous.value] > 0:
                 self.tally.outcomes[previous.value] -= 1
             self.tally.outcomes[version.state.value] += 1
-            if self.at_rest(version) and not self._resting_state(previous):
-                self.tally.done += 1
+            if self.at_rest(version) and not self._rests_in(previous):
+                self._done(version)
         return version
+
+    def _done(self, version: Version) -> None:
+        self.tally.done += 1
+        self.tally.new_done += version.created_at >= self._started
 
     def _state_of(self, version_id: int) -> State | None:
         row = self._db().execute("SELECT state FROM versions WHERE id = ?", (version_id,))
@@ -883,6 +907,7 @@ class Migration:
         self.on_row = on_row
         self.journal_path = None if options.dry_run else journal_path(settings, options.state_dir)
         self._stop_requested = threading.Event()
+        self._started_wall = time.time()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
@@ -897,7 +922,7 @@ class Migration:
                 loop.call_soon_threadsafe(stop.set)
 
     def run(self) -> RunResult:
-        started_wall = time.time()
+        started_wall = self._started_wall = time.time()
         counter = threading.Thread(target=self._count, name="migrate-count", daemon=True)
         counter.start()
         if self.options.dry_run:
@@ -1033,6 +1058,7 @@ class Migration:
             tally=self.tally,
             follow=o.follow,
             attempts=o.max_attempts,
+            started=self._started_wall,
         )
         stack.callback(journal.close)
         reader = SourceReader()
@@ -1157,7 +1183,7 @@ class Migration:
                     self.tally.new += 1
                 else:
                     version = self._again(journal, version)
-                journal.admit(version, new=created)
+                journal.admit(version)
 
     async def _wait(self, room: asyncio.Event) -> None:
         """Until a working version comes to rest (or the run stops; at most a second)."""

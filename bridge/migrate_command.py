@@ -127,7 +127,7 @@ def migrate_command(
         Path | None,
         typer.Option(
             "--state-dir",
-            help="Where the journal lives (default: [watch] state_dir).",
+            help="Where the journal lives (default: the watch.state_dir setting).",
             file_okay=False,
         ),
     ] = None,

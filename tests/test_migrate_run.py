@@ -208,3 +208,15 @@ def test_a_stopped_run_is_completed_by_the_next_without_sending_twice(
     counted = stats(sandbox)
     assert counted["by_guid"] == {claim_guid(n): 1 for n in range(30, 60)}
     assert counted["submissions_received"] == 30
+
+
+def test_receipts_go_beside_the_originals_by_default(tmp_path: Path, sandbox) -> None:
+    root = tmp_path / "inn"
+    write_claims(root / "2024", range(70, 73))
+    result = Migration(settings_for(tmp_path), MigrateOptions(paths=(root,), workers=1)).run()
+    assert result.summary["outcomes"] == {"sendt": 3}
+    beside = receipts_under(root)
+    assert sorted(p.as_posix() for p in beside) == [
+        f"2024/krav-{n:04d}.xml.kvittering.json" for n in range(70, 73)
+    ]
+    assert {r["status"] for r in beside.values()} == {"sendt"}
