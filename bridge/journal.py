@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS versions (
     detail TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    receipts_pending INTEGER NOT NULL DEFAULT 0,
     UNIQUE (path, sha256)
 );
 CREATE INDEX IF NOT EXISTS versions_sha ON versions (sha256);
@@ -104,6 +105,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_version ON events (version_id);
 """
+# Journals written before `receipts_pending` existed gain the column on open.
+_RECEIPTS_COLUMN = "ALTER TABLE versions ADD COLUMN receipts_pending INTEGER NOT NULL DEFAULT 0"
+_RECEIPTS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS versions_receipts ON versions (id) WHERE receipts_pending = 1"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,10 @@ class Version:
     detail: dict[str, Any]
     created_at: float
     updated_at: float
+    # Set with a state whose receipts (and, when final, the move of the original) are still to
+    # be written; cleared once they are. A process killed in between leaves it set, and the
+    # next run writes them (`Journal.receipts_owed`).
+    receipts_pending: int = 0
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Version:
@@ -181,7 +191,12 @@ class Journal:
         self._clock = clock
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db().executescript(_SCHEMA)  # executescript manages its own transaction
+        db = self._db()
+        db.executescript(_SCHEMA)  # executescript manages its own transaction
+        columns = {row[1] for row in db.execute("PRAGMA table_info(versions)")}
+        if "receipts_pending" not in columns:
+            db.execute(_RECEIPTS_COLUMN)
+        db.execute(_RECEIPTS_INDEX)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -295,8 +310,7 @@ class Journal:
         now = self._clock() if now is None else now
         wanted = [s.value for s in states]
         sql = (
-            f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) "
-            "AND due_at <= ?"
+            f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) AND due_at <= ?"
         )
         args: list[Any] = [*wanted, now]
         if failed_below is not None:
@@ -402,6 +416,7 @@ class Journal:
         expect: Iterable[State] | None = None,
         detail: dict[str, Any] | None = None,
         durable: bool = False,
+        receipts: bool = False,
         **fields: Any,
     ) -> Version:
         """Move a version to `state` (committed before returning), with an event row.
@@ -409,6 +424,8 @@ class Journal:
         `expect`: the states it may come from; anything else raises (someone else moved it).
         `detail`: merged into the stored detail JSON. Other keyword fields are columns.
         `durable`: wait until the commit is on disk (for the state before a side effect).
+        `receipts`: the caller writes this state's receipts next; until it calls
+        `receipts_written`, the version is owed them.
         """
         allowed = {
             "praksis_id",
@@ -438,6 +455,8 @@ class Journal:
             merged = {**current.detail, **(detail or {})}
             sets = ["state = ?", "updated_at = ?", "detail = ?"]
             args: list[Any] = [state.value, now, json.dumps(merged, default=str)]
+            if receipts:
+                fields = {**fields, "receipts_pending": 1}
             for name, value in fields.items():
                 sets.append(f"{name} = ?")
                 args.append(value)
@@ -448,6 +467,26 @@ class Journal:
                     (version_id, now, state.value, note),
                 )
             return replace(current, state=state, updated_at=now, detail=merged, **fields)
+
+    def receipts_written(self, version_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE versions SET receipts_pending = 0 WHERE id = ?", (version_id,))
+
+    def receipts_owed(self, *, skip: Collection[int] = ()) -> list[Version]:
+        """Versions whose receipts a process did not get to write (it was killed, or the
+        folder could not be written), that nobody alive is working on."""
+        now = self._clock()
+        rows = self._db().execute("SELECT * FROM versions WHERE receipts_pending = 1 ORDER BY id")
+        return [
+            Version.from_row(row)
+            for row in rows
+            if row["id"] not in skip
+            and (
+                row["lease_until"] < now
+                or row["lease_owner"] == self.owner
+                or owner_is_dead(row["lease_owner"])
+            )
+        ]
 
     def acquire(self, version_id: int, *, seconds: float) -> bool:
         """Take (or renew) the lease on a version; False if a live owner holds it."""

@@ -125,6 +125,7 @@ class Pipeline:
         self._praksiser: tuple[float, PraksisListe] | None = None
         self._praksis_lock = asyncio.Lock()
         self._leases_renewed_at = 0.0
+        self._owed_checked_at: float | None = None
         self._once_attempts = 3  # `--once`: transient failures tried this often
         registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
         self._context = ConvertContext(
@@ -197,6 +198,7 @@ class Pipeline:
     async def run(self, stop: asyncio.Event) -> None:
         """Work on due versions until `stop` is set; finishes steps already started."""
         while not stop.is_set():
+            self._deliver_owed()
             self._start_due()
             self._wakeup.clear()
             waiter = asyncio.ensure_future(self._wakeup.wait())
@@ -213,6 +215,7 @@ class Pipeline:
         following (transient failures are retried a few times, then left failed)."""
         self._once_attempts = max_transient_attempts
         while True:
+            self._deliver_owed()
             self._start_due(once=True)
             if not self._inflight and not self._unsettled():
                 return
@@ -388,6 +391,7 @@ class Pipeline:
         version = self.journal.transition(
             version.id,
             State.CONVERTED,
+            receipts=self.options.interim_receipts,
             expect=[State.SEEN],
             praksis_id=resolution.praksis_id,
             detail={
@@ -399,7 +403,7 @@ class Pipeline:
             },
         )
         if self.options.interim_receipts:
-            self._write_receipts(version)
+            self._deliver(version)
         await self._submit(version)
 
     async def _precheck(
@@ -444,8 +448,7 @@ class Pipeline:
         except KuhrError as err:
             # Unknown whether it landed: reconcile later, never blindly resend.
             self.stats.failed_attempts += 1
-            self._later(version, f"no answer from KUHR: {err}")
-            self._write_receipts(self.journal.get(version.id))
+            self._deliver(self._later(version, f"no answer from KUHR: {err}", receipts=True))
             return
         await self._after_answer(version, answer)
 
@@ -468,8 +471,9 @@ class Pipeline:
                 attempts=0,
                 detail={"submit": answer_json},
                 note="mottatt",
+                receipts=True,
             )
-            self._write_receipts(version)
+            self._deliver(version)
             return
         if codes == {Feilkode.DUPLIKAT_KRAV.value}:
             # KUHR already has exactly this message: it is there, find it.
@@ -508,8 +512,9 @@ class Pipeline:
                 attempts=0,
                 note="found at KUHR after an interrupted submission",
                 detail={"submit": {"behandlerkravmeldingId": found, "status": "mottatt"}},
+                receipts=True,
             )
-            self._write_receipts(version)
+            self._deliver(version)
             return
         if version.detail.get("duplicate_answer"):
             self._transient(
@@ -577,6 +582,7 @@ class Pipeline:
             due_at=due,
             attempts=0,
             note=_status_note(main) if changed else None,
+            receipts=changed or final,
         )
         if previous is State.SUBMITTED and state in (
             State.CONTROLLED,
@@ -585,9 +591,7 @@ class Pipeline:
         ):
             self.stats.controlled += 1
         if changed or final:
-            self._write_receipts(version)
-            if final:
-                self._move_original(version)
+            self._deliver(version, final=final)
 
     def _state_from(
         self, current: State, main: BehandlerkravmeldingStatus | None
@@ -668,10 +672,9 @@ class Pipeline:
         **fields: Any,
     ) -> None:
         version = self.journal.transition(
-            version.id, state, note=note, detail=detail or {}, due_at=NEVER, **fields
+            version.id, state, note=note, detail=detail or {}, due_at=NEVER, receipts=True, **fields
         )
-        self._write_receipts(version)
-        self._move_original(version)
+        self._deliver(version, final=True)
 
     def _transient(
         self,
@@ -693,17 +696,19 @@ class Pipeline:
             due_at=self._now() + self._backoff(version.attempts),
             attempts=version.attempts + 1,
             detail={"resume": (resume or State.SEEN).value, "message": reason},
+            receipts=True,
         )
-        self._write_receipts(version)
+        self._deliver(version)
 
-    def _later(self, version: Version, note: str) -> None:
+    def _later(self, version: Version, note: str, *, receipts: bool = False) -> Version:
         """Keep the state and try the same step again after a backoff."""
-        self.journal.transition(
+        return self.journal.transition(
             version.id,
             version.state,
             note=note,
             attempts=version.attempts + 1,
             due_at=self._now() + self._backoff(version.attempts),
+            receipts=receipts,
         )
 
     def _backoff(self, attempts: int) -> float:
@@ -751,9 +756,37 @@ class Pipeline:
             message=detail.get("message") if version.state is State.FAILED else None,
         )
 
-    def _write_receipts(self, version: Version) -> None:
-        if version.state is State.SKIPPED:
+    def _deliver(self, version: Version, *, final: bool = False) -> None:
+        """Write the receipts of the state just committed (and move a final original), then
+        tell the journal they are written. Killed before that, the version stays owed."""
+        if not self._write_receipts(version):
             return
+        if final:
+            self._move_original(version)
+        self.journal.receipts_written(version.id)
+
+    def _deliver_owed(self) -> None:
+        """Receipts a killed process did not write, or a full or unreachable folder refused:
+        at start, then once a minute."""
+        now = self._now()
+        if self._owed_checked_at is not None and now - self._owed_checked_at < 60.0:
+            return
+        self._owed_checked_at = now
+        for version in self.journal.receipts_owed(skip=self._inflight.keys()):
+            if not self.journal.acquire(version.id, seconds=self.options.lease_seconds):
+                continue
+            try:
+                current = self.journal.get(version.id)
+                if current.receipts_pending:
+                    log.info("writing the receipts of %s", Path(current.path).name)
+                    self._deliver(current, final=current.due_at >= NEVER)
+            finally:
+                self.journal.release(version.id)
+
+    def _write_receipts(self, version: Version) -> bool:
+        """True once this version's receipts are on disk (or it gets none)."""
+        if version.state is State.SKIPPED:
+            return True
         facts = self.facts(version)
         root = _root_of(version) if self.options.receipts_dir else None
         try:
@@ -765,10 +798,12 @@ class Pipeline:
                     facts.source, version.sha256, self.options.receipts_dir, root
                 )
                 atomic_write(path, (dump_json(build_receipt(facts)) + "\n").encode("utf-8"))
-                return
+                return True
             write_receipts(facts, receipts_dir=self.options.receipts_dir, root=root)
         except (OSError, ValueError) as err:
             log.error("cannot write receipts for %s: %s", Path(version.path).name, err)
+            return False
+        return True
 
     def _move_original(self, version: Version) -> None:
         target_dir = None

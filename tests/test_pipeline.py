@@ -250,3 +250,40 @@ def test_transient_failure_is_retried_and_retry_requeues(tmp_path: Path, sandbox
     run(sandbox, tmp_path, recovering)
     assert stats(sandbox)["submissions_accepted"] == 1
     assert receipt(claim)["status"] == "delvis_godkjent"
+
+
+def test_receipts_that_could_not_be_written_are_written_on_the_next_run(
+    tmp_path: Path, sandbox
+) -> None:
+    """A receipts folder that cannot be written (here: a file stands where it should be) or a
+    process killed between a final state and its receipts: the claim is done at KUHR, and the
+    next run still writes its receipts and archives the original, without sending again."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    claim = inbox / "krav.xml"
+    shutil.copyfile(SEED, claim)
+    receipts, archive = tmp_path / "receipts", tmp_path / "archive"
+    receipts.write_text("not a folder")
+    options = {"praksis_id": PRAKSIS, "receipts_dir": receipts, "archive_dir": archive}
+
+    async def blocked(pipeline: Pipeline, journal: Journal) -> None:
+        version = pipeline.offer(claim, inbox)
+        assert version is not None
+        await settle(pipeline)
+        assert journal.get(version.id).state is State.CONTROLLED
+
+    run(sandbox, tmp_path, blocked, **options)
+    assert claim.is_file() and not archive.exists()  # not archived without its receipts
+
+    receipts.unlink()
+
+    async def next_run(pipeline: Pipeline, journal: Journal) -> None:
+        await settle(pipeline)
+        assert journal.receipts_owed() == []
+
+    run(sandbox, tmp_path, next_run, **options)
+    kvittering = load_json((receipts / "krav.xml.kvittering.json").read_text())
+    assert kvittering["status"] == "delvis_godkjent"
+    assert (receipts / "krav.apprec.xml").is_file()
+    assert (archive / "krav.xml").is_file() and not claim.exists()
+    assert stats(sandbox)["submissions_accepted"] == 1
