@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import threading
 from pathlib import Path
+
+log = logging.getLogger("bridge.fsutil")
+# On Windows a byte far past any text is locked, so others can still read who holds the file.
+WINDOWS_LOCK_OFFSET = 1 << 20
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -34,3 +40,29 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def try_lock(fd: int, *, unsupported: str) -> bool:
+    """Take an exclusive OS lock on an open lock file without waiting; False if another
+    process holds it. The OS drops it when the process dies. Where the filesystem has no
+    locks (some network shares), logs `unsupported` and carries on as if locked."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:  # e.g. ENOLCK
+        log.warning("%s (%s)", unsupported, exc.strerror)
+    return True

@@ -32,6 +32,7 @@ from bridge import __version__
 from bridge.config import Settings
 from bridge.journal import State
 from bridge.kuhr.client import PRAKSIS_PATH
+from bridge.listen import listening_socket
 from bridge.metrics import CONTENT_TYPE, MetricsSnapshot, render_metrics
 from bridge.pipeline import TRACKED_STATES, WORKING_STATES
 from bridge.redaction import redact_text
@@ -393,18 +394,13 @@ def start_health_server(
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return listening_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise HealthStartError(
             f"cannot serve the health endpoint on {host}:{port}: {exc.strerror} "
             "(choose another [watch] http_port, or 0 to switch it off)"
         ) from None
-    return sock
 
 
 def _is_loopback(host: str) -> bool:

@@ -23,7 +23,6 @@ import multiprocessing.connection
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import zipfile
@@ -40,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.batch import SourceFile, output_path
 from bridge.convert import ConvertContext, ConvertResult, convert, too_large
-from bridge.fsutil import atomic_write
+from bridge.fsutil import atomic_write, try_lock
 from bridge.journal import Journal, State, Version
 from bridge.model import Behandlerkravmelding, dump_json
 from bridge.problems import Problem
@@ -732,7 +731,9 @@ def exclusive(journal: Path) -> Iterator[None]:
     lock_path = journal.with_name(journal.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if not _try_lock(fd):
+        if not try_lock(
+            fd, unsupported="cannot lock the migrate journal; run one migrate at a time"
+        ):
             raise JournalLockedError(
                 f"another bkm-bridge migrate is running on {journal} (lock {lock_path})"
             )
@@ -741,26 +742,6 @@ def exclusive(journal: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as err:  # no lock support (some network shares): say so, carry on
-        log.warning("cannot lock the migrate journal (%s); run one migrate at a time", err)
-    return True
 
 
 # --------------------------------------------------------------------------- rate limit

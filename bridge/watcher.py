@@ -49,6 +49,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from bridge.fsutil import WINDOWS_LOCK_OFFSET, try_lock
+
 if sys.platform == "win32":
     import ctypes
     import msvcrt
@@ -278,27 +280,7 @@ else:
 
 # --- folder lock -----------------------------------------------------------------------------
 
-_WINDOWS_LOCK_OFFSET = 1 << 20  # lock a byte far past the text, so others can read the holder
-
-
-def _try_os_lock(fd: int) -> bool:
-    if sys.platform == "win32":
-        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as exc:  # e.g. ENOLCK on a share without lock support
-        log.warning(
-            "folder locks are not supported here (%s); make sure only one bridge watches it",
-            exc.strerror,
-        )
-    return True
+_NO_FOLDER_LOCKS = "folder locks are not supported here; make sure only one bridge watches it"
 
 
 class _FolderLock:
@@ -318,7 +300,7 @@ class _FolderLock:
         for _attempt in range(10):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
             try:
-                if not _try_os_lock(fd):
+                if not try_lock(fd, unsupported=_NO_FOLDER_LOCKS):
                     holder = _read_holder(fd)
                     raise FolderLockedError(
                         f"{self.folder} is already watched by another bkm-bridge process "
@@ -340,7 +322,7 @@ class _FolderLock:
             return
         if sys.platform == "win32":
             with contextlib.suppress(OSError):
-                os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+                os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
                 msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
             os.close(fd)
             with contextlib.suppress(OSError):  # someone else may have it open: leave it

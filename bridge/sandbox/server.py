@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from bridge.listen import listening_socket
 from bridge.sandbox.app import create_app
 from bridge.sandbox.clock import as_oslo
 from bridge.sandbox.core import Sandbox
@@ -75,17 +76,10 @@ class RunningSandbox:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP (not 0): only then does asyncio set TCP_NODELAY on accepted
-    # connections, without which every keep-alive response waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return listening_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise SandboxStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    return sock
 
 
 def start_sandbox(
