@@ -27,7 +27,7 @@ from bridge.journal import Journal, State, Version
 from bridge.kuhr.client import AsyncKuhrClient, KuhrError
 from bridge.kuhr.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.legacy.read import Envelope
-from bridge.legacy.schemas import SchemaRegistry
+from bridge.legacy.schemas import SchemaRegistry, default_registry
 from bridge.model import (
     Behandlerkravmelding,
     BehandlerkravmeldingListe,
@@ -131,6 +131,9 @@ class Pipeline:
         self._context = ConvertContext(
             allow_mismatch=options.allow_mismatch, max_bytes=options.max_bytes, registry=registry
         )
+        # Compiled here, once, before conversions start on worker threads (and a broken
+        # drop-in XSD stops the start instead of failing every file).
+        (registry or default_registry()).compile_all()
 
     # ------------------------------------------------------------------ intake
 

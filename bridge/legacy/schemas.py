@@ -16,7 +16,6 @@ at the registry's file, every other reference must be a local file, and a URL is
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import warnings
@@ -62,6 +61,12 @@ _PERSONAL_ELEMENTS = frozenset(
 )
 
 log = logging.getLogger(__name__)
+# One lock for every schema compilation in the process, across registries: libxml2's
+# schema compiler is not safe to run on two threads at once. Two concurrent compilations
+# (two registries, each on its own thread, in a burst of new files) left libxml2 unable to
+# compile any schema again ("xmlSchemaPValAttrNodeValue, the given type is not a built-in
+# type") for the rest of the process's life.
+_COMPILE_LOCK = threading.RLock()
 
 
 class SchemaLoadError(Exception):
@@ -209,7 +214,6 @@ class SchemaRegistry:
             for namespace, path in _scan_folder(folder).items():
                 self._sources.setdefault(namespace, path)
         self._compiled: dict[str, _Compiled] = {}
-        self._compile_lock = threading.Lock()
 
     def __reduce__(self) -> tuple[type[SchemaRegistry], tuple[tuple[Path, ...]]]:
         return (SchemaRegistry, (self._extra_dirs,))
@@ -266,7 +270,7 @@ class SchemaRegistry:
     def _get(self, namespace: str) -> _Compiled:
         compiled = self._compiled.get(namespace)
         if compiled is None:
-            with self._compile_lock:
+            with _COMPILE_LOCK:
                 compiled = self._compiled.get(namespace)
                 if compiled is None:
                     compiled = self._compile(namespace)
@@ -313,7 +317,15 @@ def _not_local(path: Path, url: str) -> SchemaLoadError:
     )
 
 
-@functools.cache
 def default_registry() -> SchemaRegistry:
-    """The registry of the built-in schemas only, one per process."""
-    return SchemaRegistry()
+    """The registry of the built-in schemas only, one per process (also when the first
+    conversions start on several threads at once)."""
+    global _default
+    if _default is None:
+        with _COMPILE_LOCK:
+            if _default is None:
+                _default = SchemaRegistry()
+    return _default
+
+
+_default: SchemaRegistry | None = None

@@ -616,3 +616,48 @@ def test_schema_location_hints_in_a_claim_are_ignored(
     bad = replaced("<RegningNr>12496</RegningNr>", "", text)
     assert [p.code for p in registry.validate(behandlerkrav(bad))] == ["SCHEMA_INVALID"]
     assert requests == []
+
+
+FIRST_USE_ON_MANY_THREADS = """
+import sys, threading
+from pathlib import Path
+from bridge.convert import ConvertContext, convert
+from bridge.legacy.schemas import default_registry
+
+data = Path(sys.argv[1]).read_bytes()
+start = threading.Barrier(8)
+registries, failures = [], []
+
+def first_conversion():
+    start.wait()
+    registries.append(id(default_registry()))
+    result = convert(data, ConvertContext(praksis_id="1004326178"))
+    if not result.ok:
+        failures.append(sorted({p.code for p in result.problems}))
+
+threads = [threading.Thread(target=first_conversion) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(set(registries)), failures)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_burst_of_first_conversions_on_many_threads_shares_one_registry(attempt: int) -> None:
+    """A watcher's first burst converts on several threads at once. Each once built its own
+    registry and compiled the BKM schema at the same moment, which libxml2 does not survive:
+    every later compilation in that process failed. A fresh process per attempt."""
+    import subprocess
+    import sys
+
+    seed = Path(__file__).resolve().parents[1] / "fixtures" / "seed-arbeidsflyt.xml"
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_USE_ON_MANY_THREADS, str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=1) == ["1", "[]\n"], done.stdout
