@@ -104,6 +104,23 @@ class PipelineStats:
     submit_latency: list[float] = field(default_factory=list)  # seconds, file seen → mottatt
 
 
+@dataclass
+class _KuhrSeen:
+    """What reconciliation has read from KUHR in this run: the regning guids of each
+    behandlerkravmelding whose details it fetched, and the last full overview."""
+
+    by_guids: dict[frozenset[str], list[str]] = field(default_factory=dict)
+    read: set[str] = field(default_factory=set)
+    overview: BehandlerkravmeldingListe | None = None
+    overview_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def add(self, melding_id: str, guids: frozenset[str]) -> None:
+        if melding_id not in self.read:
+            self.read.add(melding_id)
+            self.by_guids.setdefault(guids, []).append(melding_id)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -126,6 +143,7 @@ class Pipeline:
         self._praksis_lock = asyncio.Lock()
         self._leases_renewed_at = 0.0
         self._owed_checked_at: float | None = None
+        self._kuhr_seen = _KuhrSeen()
         self._once_attempts = 3  # `--once`: transient failures tried this often
         registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
         self._context = ConvertContext(
@@ -484,7 +502,7 @@ class Pipeline:
                 version.id,
                 State.SUBMITTING,
                 note="KUHR says DUPLIKAT_KRAV: finding it",
-                detail={"duplicate_answer": True},
+                detail={"duplicate_answer": True, "duplicate_answer_at": self._now()},
                 due_at=0.0,
             )
             await self._reconcile(self.journal.get(version.id))
@@ -534,12 +552,52 @@ class Pipeline:
         await self._submit(version)
 
     async def _find_at_kuhr(self, version: Version, melding: Behandlerkravmelding) -> str | None:
-        started = version.submit_started_at or version.created_at
-        since = datetime.fromtimestamp(started - 300, OSLO)
-        fom = None if version.detail.get("duplicate_answer") else since.date()
-        overview = await self.kuhr.hent_status(fom=fom)
-        wanted = {r.guid for r in melding.behandlerkrav.regninger}
+        """The behandlerkravmeldingId KUHR gave this claim (matched by its regninger's guids),
+        or None. KUHR has no look-up by guid, so this reads the overview and the details of
+        the candidates; what it reads is kept (`_KuhrSeen`), so that a burst of claims KUHR
+        already has (a journal lost, an archive migrated twice) costs each detail once and
+        the overview about once, not once per claim. One search at a time: concurrent ones
+        would each read the same details."""
+        async with self._kuhr_seen.lock:
+            return await self._search_kuhr(version, melding)
+
+    async def _search_kuhr(self, version: Version, melding: Behandlerkravmelding) -> str | None:
+        wanted = frozenset(r.guid for r in melding.behandlerkrav.regninger)
+        seen = self._kuhr_seen
+        for known in seen.by_guids.get(wanted, ()):
+            if self.journal.by_kuhr_id(known) is None:
+                return known
+        duplicate_at = version.detail.get("duplicate_answer_at")
+        if duplicate_at is None:
+            started = version.submit_started_at or version.created_at
+            since = datetime.fromtimestamp(started - 300, OSLO)
+            fom = None if version.detail.get("duplicate_answer") else since
+            overview = await self.kuhr.hent_status(fom=fom.date() if fom else None)
+            return await self._match(overview, melding, wanted, since=fom)
+        # KUHR had it when it answered DUPLIKAT_KRAV: an overview read since then has it; an
+        # older one most likely too (it was stored long before), so that one is tried first.
+        if seen.overview is not None:
+            found = await self._match(seen.overview, melding, wanted)
+            if found is not None or seen.overview_at >= duplicate_at:
+                return found
+        seen.overview = await self.kuhr.hent_status()
+        seen.overview_at = self._now()
+        return await self._match(seen.overview, melding, wanted)
+
+    async def _match(
+        self,
+        overview: BehandlerkravmeldingListe,
+        melding: Behandlerkravmelding,
+        wanted: frozenset[str],
+        *,
+        since: datetime | None = None,
+    ) -> str | None:
+        """The first behandlerkravmelding in `overview` (received after `since`) that carries
+        exactly the `wanted` regning guids and no version in the journal has claimed."""
+        seen = self._kuhr_seen
         for entry in overview.behandlerkravmeldinger:
+            if entry.behandlerkravmeldingId in seen.read:
+                continue  # its guids are indexed: not this claim, or already claimed
             if entry.praksisId not in (None, melding.praksisId):
                 continue
             if entry.antallRegninger not in (None, melding.behandlerkrav.antallRegninger):
@@ -548,17 +606,17 @@ class Pipeline:
                 melding.behandlerkrav.belop
             ):
                 continue
-            if (
-                fom is not None
-                and entry.mottattidspunkt is not None
-                and (entry.mottattidspunkt < since)
-            ):
+            received = entry.mottattidspunkt
+            if since is not None and received is not None and received < since:
                 continue
             if self.journal.by_kuhr_id(entry.behandlerkravmeldingId) is not None:
                 continue
             details = await self.kuhr.hent_behandlerkravmelding(entry.behandlerkravmeldingId)
             for detail in details.behandlerkravmeldinger[:1]:
-                got = {r.guid for r in (detail.innsending.regninger if detail.innsending else [])}
+                got = frozenset(
+                    r.guid for r in (detail.innsending.regninger if detail.innsending else [])
+                )
+                seen.add(entry.behandlerkravmeldingId, got)
                 if got == wanted:
                     return entry.behandlerkravmeldingId
         return None

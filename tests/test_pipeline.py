@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_migrate_support import write_claims
 
 from bridge.config import load_settings
 from bridge.convert import ConvertContext, convert_file
@@ -287,3 +288,33 @@ def test_receipts_that_could_not_be_written_are_written_on_the_next_run(
     assert (receipts / "krav.apprec.xml").is_file()
     assert (archive / "krav.xml").is_file() and not claim.exists()
     assert stats(sandbox)["submissions_accepted"] == 1
+
+
+def test_claims_kuhr_already_has_are_found_with_each_detail_read_once(
+    tmp_path: Path, sandbox
+) -> None:
+    """The journal is lost (or an archive is migrated twice): every claim is sent again, KUHR
+    answers DUPLIKAT_KRAV, and each must be found in KUHR's overview. KUHR has no look-up by
+    guid, and the claims look alike in the overview (same praksis, count and sum), so without
+    memory of what was read this costs a detail request per candidate per claim (n²)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    claims = write_claims(inbox, range(24))
+    landed = {path.name: post_directly(sandbox, tmp_path / path.stem, path) for path in claims}
+    before = stats(sandbox)
+
+    async def body(pipeline: Pipeline, journal: Journal) -> dict[str, str | None]:
+        versions = {path.name: pipeline.offer(path, inbox) for path in claims}
+        await settle(pipeline)
+        found = {name: journal.get(v.id) for name, v in versions.items() if v is not None}
+        assert {v.state for v in found.values()} == {State.SUBMITTED}
+        return {name: v.behandlerkravmelding_id for name, v in found.items()}
+
+    found = run(sandbox, tmp_path, body, praksis_id=PRAKSIS, track=False)
+    assert found == landed
+    after = stats(sandbox)
+    assert after["submissions_accepted"] == len(claims)
+    assert after["submissions_rejected"] - before["submissions_rejected"] == len(claims)
+    # Each melding KUHR holds (the claims, and the resends it refused) is read at most once.
+    assert after["details_requests"] - before["details_requests"] <= after["meldinger_stored"]
+    assert after["overview_requests"] - before["overview_requests"] <= 8  # one per worker

@@ -63,6 +63,7 @@ class Sandbox:
 
     def _reset_state(self) -> None:
         self.store = ClaimStore()
+        self.lookups = {"overview": 0, "details": 0}  # status requests served, for tests
         self.lifecycle = Lifecycle(self.settings, self.store, self.settings.seed)
         self.faults.reset(FaultConfig.from_json(self.settings.faults), self.settings.seed)
 
@@ -213,6 +214,7 @@ class Sandbox:
     def overview(
         self, grant: AccessGrant, fom: date | None, tom: date | None
     ) -> BehandlerkravmeldingListe:
+        self.lookups["overview"] += 1
         now = self.clock.now()
         rows: list[BehandlerkravmeldingStatus] = []
         for melding in reversed(self.store.of_actor(grant.actor)):
@@ -223,6 +225,7 @@ class Sandbox:
         return BehandlerkravmeldingListe(behandlerkravmeldinger=rows)
 
     def details(self, grant: AccessGrant, melding_id: str) -> BehandlerkravmeldingListe | None:
+        self.lookups["details"] += 1
         melding = self.store.get(grant.actor, melding_id)
         if melding is None:
             return None
@@ -293,6 +296,8 @@ class Sandbox:
             "regninger_accepted": stats.regninger_accepted,
             "meldinger_stored": len(self.store.meldinger),
             "tokens_issued": self.tokens.issued,
+            "overview_requests": self.lookups["overview"],
+            "details_requests": self.lookups["details"],
             "faults": {**self.faults.counts, "requests_seen": self.faults.requests},
         }
         if by_guid:
