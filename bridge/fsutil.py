@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -12,6 +13,27 @@ from pathlib import Path
 log = logging.getLogger("bridge.fsutil")
 # On Windows a byte far past any text is locked, so others can still read who holds the file.
 WINDOWS_LOCK_OFFSET = 1 << 20
+
+
+# `.NAME.<pid>-<thread>.tmp`: the temp file of an atomic write (see `atomic_write`).
+_TEMP_NAME = re.compile(r"^\..+\.\d+-\d+\.tmp$")
+# A write takes milliseconds: a temp file this old was left by a killed process.
+STALE_TEMP_SECONDS = 600.0
+
+
+def remove_if_stale_temp(path: str, name: str, *, now: float) -> bool:
+    """Remove `path` if it is an atomic write's temp file abandoned by a killed process
+    (named like one and untouched for STALE_TEMP_SECONDS). True if it was removed."""
+    if not _TEMP_NAME.match(name):
+        return False
+    try:
+        if now - os.stat(path).st_mtime < STALE_TEMP_SECONDS:
+            return False
+        os.unlink(path)
+    except OSError:
+        return False
+    log.info("removed %s, left by an interrupted write", name)
+    return True
 
 
 def atomic_write(path: Path, data: bytes) -> None:

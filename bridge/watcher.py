@@ -49,7 +49,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from bridge.fsutil import WINDOWS_LOCK_OFFSET, try_lock
+from bridge.fsutil import WINDOWS_LOCK_OFFSET, remove_if_stale_temp, try_lock
 
 if sys.platform == "win32":
     import ctypes
@@ -669,6 +669,7 @@ class FolderWatcher:
                         stack.append((entry.path, f"{rel}{name}/"))
                     continue
                 if self._filter.skip_file(name, f"{rel}{name}" if rel else None):
+                    remove_if_stale_temp(entry.path, name, now=time.time())
                     continue
                 found = self._stat_eligible(entry.path, root)
                 if isinstance(found, os.stat_result):

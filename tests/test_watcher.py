@@ -540,6 +540,30 @@ def test_files_present_at_start_are_found_in_every_folder(
     assert recorder.wait_for(lambda names: sorted(names) == ["a.xml", "b.xml"])
 
 
+def test_temp_files_left_by_a_killed_writer_are_removed_when_stale(
+    tmp_path: Path, make_watcher: Callable[..., FolderWatcher]
+) -> None:
+    """A receipt's atomic write killed halfway leaves `.NAME.<pid>-<thread>.tmp` beside the
+    clinic's files; the scan removes one untouched for ten minutes, never a fresh one (a write
+    in progress) nor a temp file of another program."""
+    stale = tmp_path / ".a.xml.kvittering.json.4242-139872.tmp"
+    fresh = tmp_path / ".b.xml.kvittering.json.4243-139872.tmp"
+    foreign = tmp_path / "~$rapport.tmp"
+    for path in (stale, fresh, foreign):
+        path.write_bytes(b"{")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(foreign, (hour_ago, hour_ago))
+    (tmp_path / "c.xml").write_bytes(b"<c/>")
+    recorder = Recorder()
+    make_watcher(tmp_path, recorder)
+
+    assert recorder.wait_for_name("c.xml")
+    assert not stale.exists()
+    assert fresh.exists() and foreign.exists()
+    assert recorder.names() == ["c.xml"]
+
+
 # --- drain (watch --once) --------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from bridge.model import (
     BehandlerkravmeldingListe,
@@ -111,7 +112,10 @@ def create_app(
         limit = sandbox.settings.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             return _error(413, "payload_too_large", f"the body may be at most {limit} bytes")
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client hung up mid-body (a dropped connection)
+            return Response(status_code=400)
         if len(body) > limit:
             return _error(413, "payload_too_large", f"the body may be at most {limit} bytes")
         status, answer = sandbox.submit(grant, body)

@@ -3,6 +3,7 @@ JWE key rotation. Faults hit the API, never the admin API."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 import uuid
@@ -149,3 +150,24 @@ def test_key_rotation(keys: KeyMaterial) -> None:
         )
         assert "d" not in jwk_entry
         client.close()
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    jose: Jose, sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dropped connection halfway through a submission (as the bridge's fault harness does)
+    is the client's business: the sandbox logs no exception and serves the next request."""
+    token = jose.token()
+    host, port = sandbox.base_url.removeprefix("http://").rsplit(":", 1)
+    head = (
+        "POST /kuhr/krav/v1/process/sendinnbehandlerkravmelding HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/jose\r\nContent-Length: 5000\r\n\r\n"
+    )
+    with caplog.at_level(logging.WARNING):
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(head.encode() + b"eyJhbGciOi")
+        time.sleep(0.3)  # the server reads on, finds the connection closed
+        assert jose.get("/data/praksis", token).status_code == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
