@@ -67,6 +67,7 @@ class Runner:
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ contract
@@ -85,12 +86,20 @@ class Runner:
             raise self.error
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop intake, finish the steps in flight, close everything. Idempotent."""
+        """Stop intake, finish the steps in flight, close everything. Idempotent; nothing
+        to do before `start`."""
+        if self._thread is None:
+            return
+        self.request_stop()
+        self._thread.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the bridge to stop, without waiting: safe in a signal handler, and also while
+        it is still starting (it then stops as soon as it runs)."""
+        self._stop_requested.set()
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def responsive(self, timeout: float = 5.0) -> bool:
         """True when the running bridge's event loop answers within `timeout` seconds (the
@@ -132,6 +141,8 @@ class Runner:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self._stop_requested.is_set():  # asked before the loop was there to tell
+            self._stop.set()
         async with self._running() as pipeline:
             if self.options.once:
                 self.exit_code = await self._once(pipeline)

@@ -160,12 +160,12 @@ def watch_command(
     try:
         if once:
             raise typer.Exit(runner.run_once())
+        _stop_on_signals(runner)  # before start: a service manager may stop it while starting
         runner.start()
         from bridge.systemd import SystemdNotifier  # no-op unless run by systemd
 
         systemd = SystemdNotifier(runner.responsive)
         systemd.ready(f"watching {len(chosen)} folder(s)")
-        _stop_on_signals(runner)
         try:
             raise typer.Exit(runner.wait())
         finally:
@@ -183,7 +183,7 @@ def watch_command(
 def _stop_on_signals(runner: Runner) -> None:
     def handler(signum: int, _frame: Any) -> None:
         logging.getLogger("bridge.runner").info("signal %s: stopping", signal.Signals(signum).name)
-        runner.stop()
+        runner.request_stop()
 
     signal.signal(signal.SIGINT, handler)
     if hasattr(signal, "SIGTERM"):

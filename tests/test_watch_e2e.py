@@ -269,6 +269,20 @@ def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
     assert receipt_of(inbox / "krav.xml")["behandlerkravmeldingId"]
 
 
+def test_sigterm_while_the_daemon_is_still_starting_stops_it_gracefully(tmp_path: Path) -> None:
+    """A service manager may stop the bridge before it is fully up: SIGTERM then is a clean
+    stop (exit 0), not death by signal."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    proc = _start_watch(inbox, tmp_path / "state")
+    try:
+        _wait_for_line(proc, "SANDBOX: claims go to a KUHR stand-in")  # start-up under way
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+
+
 def test_a_second_bridge_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
