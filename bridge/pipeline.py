@@ -817,18 +817,21 @@ class Pipeline:
             message=detail.get("message") if version.state is State.FAILED else None,
         )
 
-    def _deliver(self, version: Version, *, final: bool = False) -> None:
+    def _deliver(self, version: Version, *, final: bool = False) -> bool:
         """Write the receipts of the state just committed (and move a final original), then
-        tell the journal they are written. Killed before that, the version stays owed."""
+        tell the journal they are written. Killed before that, the version stays owed.
+        False if the receipts could not be written."""
         if not self._write_receipts(version):
-            return
+            return False
         if final:
             self._move_original(version)
         self.journal.receipts_written(version.id)
+        return True
 
     def _deliver_owed(self) -> None:
         """Receipts a killed process did not write, or a full or unreachable folder refused:
-        at start, then once a minute."""
+        at start, then once a minute. A pass stops at the first receipt that still cannot be
+        written (the folder is most likely still unreachable: one log line, not thousands)."""
         now = self._now()
         if self._owed_checked_at is not None and now - self._owed_checked_at < 60.0:
             return
@@ -840,7 +843,8 @@ class Pipeline:
                 current = self.journal.get(version.id)
                 if current.receipts_pending:
                     log.info("writing the receipts of %s", Path(current.path).name)
-                    self._deliver(current, final=current.due_at >= NEVER)
+                    if not self._deliver(current, final=current.due_at >= NEVER):
+                        return
             finally:
                 self.journal.release(version.id)
 

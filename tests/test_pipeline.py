@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import shutil
 import time
 from datetime import datetime
@@ -254,27 +255,39 @@ def test_transient_failure_is_retried_and_retry_requeues(tmp_path: Path, sandbox
 
 
 def test_receipts_that_could_not_be_written_are_written_on_the_next_run(
-    tmp_path: Path, sandbox
+    tmp_path: Path, sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A receipts folder that cannot be written (here: a file stands where it should be) or a
     process killed between a final state and its receipts: the claim is done at KUHR, and the
     next run still writes its receipts and archives the original, without sending again."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    claim = inbox / "krav.xml"
+    claim, other = inbox / "krav.xml", inbox / "annet.xml"
     shutil.copyfile(SEED, claim)
+    write_claims(inbox, range(1), name="annet.xml")
     receipts, archive = tmp_path / "receipts", tmp_path / "archive"
     receipts.write_text("not a folder")
     options = {"praksis_id": PRAKSIS, "receipts_dir": receipts, "archive_dir": archive}
 
     async def blocked(pipeline: Pipeline, journal: Journal) -> None:
-        version = pipeline.offer(claim, inbox)
-        assert version is not None
+        versions = [pipeline.offer(path, inbox) for path in (claim, other)]
         await settle(pipeline)
-        assert journal.get(version.id).state is State.CONTROLLED
+        assert {journal.get(v.id).state for v in versions if v} == {State.CONTROLLED}
+        assert len(journal.receipts_owed()) == 2
 
     run(sandbox, tmp_path, blocked, **options)
     assert claim.is_file() and not archive.exists()  # not archived without its receipts
+
+    # Still blocked at the next start: one attempt, one error line, both still owed.
+    caplog.clear()
+
+    async def still_blocked(pipeline: Pipeline, journal: Journal) -> None:
+        await settle(pipeline)
+        assert len(journal.receipts_owed()) == 2
+
+    with caplog.at_level(logging.ERROR, logger="bridge.pipeline"):
+        run(sandbox, tmp_path, still_blocked, **options)
+    assert len([r for r in caplog.records if "cannot write receipts" in r.getMessage()]) == 1
 
     receipts.unlink()
 
@@ -287,7 +300,8 @@ def test_receipts_that_could_not_be_written_are_written_on_the_next_run(
     assert kvittering["status"] == "delvis_godkjent"
     assert (receipts / "krav.apprec.xml").is_file()
     assert (archive / "krav.xml").is_file() and not claim.exists()
-    assert stats(sandbox)["submissions_accepted"] == 1
+    assert (archive / "annet.xml").is_file() and (receipts / "annet.xml.kvittering.json").is_file()
+    assert stats(sandbox)["submissions_accepted"] == 2
 
 
 def test_claims_kuhr_already_has_are_found_with_each_detail_read_once(
