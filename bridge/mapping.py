@@ -212,11 +212,25 @@ class _Plan:
     # Paths that climb to a parent (`../Tann`) are looked up directly: (field, alt) → path.
     climbing: list[tuple[int, int, _XmlPath]] = field(default_factory=list)
     with_default: list[int] = field(default_factory=list)  # fields whose converter has a default
+    # Per field, what applying needs, unpacked once: (parse, the key when it is a single
+    # one else None, keys, has a default). Saves attribute look-ups in the hottest loop.
+    appliers: list[tuple[Callable[[str], Any], str | None, tuple[str, ...], bool]] = field(
+        default_factory=list
+    )
 
     def build_trie(self) -> None:
         self.trie = _Node()
         self.climbing = []
         self.with_default = [i for i, r in enumerate(self.fields) if r.converter.default]
+        self.appliers = [
+            (
+                r.converter.parse,
+                r.keys[0] if len(r.keys) == 1 else None,
+                r.keys,
+                r.converter.default is not None,
+            )
+            for r in self.fields
+        ]
         for index, rule in enumerate(self.fields):
             for alt, path in enumerate(rule.paths):
                 if path.up:
@@ -483,6 +497,15 @@ def _element_path(el: etree._Element) -> str:
     return "/".join(reversed(parts))
 
 
+def _value_problem(rule: _FieldRule, err: ValueProblem, where: etree._Element) -> Problem:
+    return Problem(
+        "VALUE_INVALID",
+        f"{rule.paths[0].source.split('|')[0]}: {err} (for {rule.json_path}).",
+        line=where.sourceline,
+        path=_element_path(where),
+    )
+
+
 def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
     hits: dict[int, tuple[int, str, etree._Element]] = {}
     members: list[list[etree._Element]] = [[] for _ in plan.lists]
@@ -494,29 +517,26 @@ def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
             hits[index] = (alt, *climbed)
 
     obj: dict[str, Any] = {}
-    fields = plan.fields
-    settled: set[int] = set()  # fields that got a value or a problem: no default for them
+    appliers = plan.appliers
+    settled: set[int] = set()  # defaulted fields that got a value or a problem: no default
     for index, (_alt, raw, where) in hits.items():
-        rule = fields[index]
+        parse, key, keys, has_default = appliers[index]
         try:
-            value = rule.converter.parse(raw)
+            value = parse(raw)
         except ValueProblem as err:
             settled.add(index)
-            scope.problems.append(
-                Problem(
-                    "VALUE_INVALID",
-                    f"{rule.paths[0].source.split('|')[0]}: {err} (for {rule.json_path}).",
-                    line=where.sourceline,
-                    path=_element_path(where),
-                )
-            )
+            scope.problems.append(_value_problem(plan.fields[index], err, where))
             continue
         if value is not None:
-            settled.add(index)
-            _put(obj, rule.keys, value)
+            if has_default:
+                settled.add(index)
+            if key is not None:
+                obj[key] = value
+            else:
+                _put(obj, keys, value)
     for index in plan.with_default:
         if index not in settled:
-            rule = fields[index]
+            rule = plan.fields[index]
             _put(obj, rule.keys, rule.converter.default(obj, scope))
     for list_rule, elements in zip(plan.lists, members, strict=True):
         if list_rule.path.up or not list_rule.path.steps:

@@ -38,7 +38,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.batch import SourceFile, output_path
-from bridge.convert import ConvertContext, ConvertResult, convert, too_large
+from bridge.convert import (
+    ConvertContext,
+    ConvertResult,
+    TooLargeError,
+    convert,
+    read_limited,
+    too_large,
+)
 from bridge.fsutil import atomic_write, try_lock
 from bridge.journal import Journal, State, Version
 from bridge.model import Behandlerkravmelding, dump_json
@@ -258,12 +265,6 @@ def count_sources(
 # --------------------------------------------------------------------------- reading
 
 
-class TooLargeError(OSError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(0, f"it is {size:,} bytes, more than the limit of {limit:,}")
-        self.size = size
-
-
 class SourceReader:
     """Reads a source by its key: a file, or a zip member straight from its archive (a few
     archives are kept open). Every failure is an `OSError` with a sentence in `strerror`."""
@@ -277,11 +278,7 @@ class SourceReader:
         """The bytes; `TooLargeError` (before reading) for more than `max_bytes`."""
         split = split_key(key)
         if split is None:
-            with open(key, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if max_bytes is not None and size > max_bytes:
-                    raise TooLargeError(size, max_bytes)
-                return handle.read()
+            return read_limited(key, max_bytes)
         archive, member = split
         with self._lock:
             zipped = self._archive(archive)

@@ -152,7 +152,14 @@ def convert_precheck(config: Path | None) -> Callable[[Behandlerkravmelding], li
         from bridge.takstcache import cache_file, default_cache_dir, load_table
 
         path = cache_file(default_cache_dir(), Environment.SANDBOX.value)
-        checker = Prechecker(Mode.WARN, lambda: load_table(path))
+        loaded: list[TakstTable] = []
+
+        def table_once() -> TakstTable:  # one run, one table: no stat of the cache per file
+            if not loaded:
+                loaded.append(load_table(path))
+            return loaded[0]
+
+        checker = Prechecker(Mode.WARN, table_once)
     checker.mode = Mode.WARN
     moment = checker.now_sync()
 

@@ -232,3 +232,35 @@ def test_an_official_xsd_dropped_in_through_the_config_wins(tmp_path: Path) -> N
     proc = run_cli("validate", str(reordered), "--config", str(config))
     assert proc.returncode == 1
     assert "SCHEMA_INVALID" in proc.stderr
+
+
+def test_folder_discovery_is_depth_first_in_name_order_and_takes_only_xml_files(
+    tmp_path: Path,
+) -> None:
+    from bridge.batch import find_xml_files
+
+    for name in ["b.xml", "b/x.xml", "a/z.XML", "c.xml", "B.xml", "notes.txt", ".xml", "d/e/f.xml"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("<x/>")
+    (tmp_path / "empty").mkdir()
+    found = [s.relative.as_posix() for s in find_xml_files([tmp_path])]
+    # The order of sorting the full paths (what the output mirrors): "b/x.xml" before "b.xml".
+    assert found == ["B.xml", "a/z.XML", "b/x.xml", "b.xml", "c.xml", "d/e/f.xml"]
+    assert found == [
+        p.relative_to(tmp_path).as_posix()
+        for p in sorted(tmp_path.rglob("*"))
+        if p.is_file() and p.suffix.lower() == ".xml"
+    ]
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    claim = (FIXTURES / "alle-felter.xml").read_bytes()
+    path = tmp_path / "claim.xml"
+    path.write_bytes(claim)
+    exact = convert_file(path, ConvertContext(praksis_id="1", max_bytes=len(claim)))
+    assert exact.ok and exact.melding is not None
+    over = convert_file(path, ConvertContext(praksis_id="1", max_bytes=len(claim) - 1))
+    assert [p.code for p in over.problems] == ["FILE_TOO_LARGE"]
+    assert f"{len(claim):,} bytes" in over.problems[0].message
+    gone = convert_file(tmp_path / "missing.xml", ConvertContext(praksis_id="1"))
+    assert [p.code for p in gone.problems] == ["FILE_UNREADABLE"]

@@ -326,29 +326,33 @@ _FACT_CONTAINERS = frozenset({"Sender", "Receiver", "Organisation", "HealthcareP
 def _msghead_facts(root: etree._Element, kind: str) -> Envelope:
     """One walk over MsgInfo collecting texts by path and Idents by owner (cheaper than a
     lookup per fact, which showed in the conversion profile)."""
-    info = _child(root, "MsgInfo")
     texts: dict[tuple[str, ...], etree._Element] = {}
     idents: dict[tuple[str, ...], dict[str, str]] = {}
-
-    def walk(el: etree._Element, path: tuple[str, ...]) -> None:
+    info = _child(root, "MsgInfo")
+    pending = [(info, ())] if info is not None else []
+    while pending:  # iterative, and without a closure: this runs once per claim
+        el, path = pending.pop()
         for child in el:
             tag = child.tag
             if not isinstance(tag, str):
                 continue
-            name = tag.rpartition("}")[2]
+            name = tag[tag.find("}") + 1 :]
             if name == "Ident":
-                type_id = _child(child, "TypeId")
-                value = _text(_child(child, "Id"))
+                type_id = value = None
+                for part in child:
+                    part_tag = part.tag
+                    if isinstance(part_tag, str):
+                        part_name = part_tag[part_tag.find("}") + 1 :]
+                        if part_name == "TypeId" and type_id is None:
+                            type_id = part.get("V") or ""
+                        elif part_name == "Id" and value is None:
+                            value = _text(part)
                 if type_id is not None and value:
-                    owner = idents.setdefault(path, {})
-                    owner.setdefault((type_id.get("V") or "").upper(), value)
+                    idents.setdefault(path, {}).setdefault(type_id.upper(), value)
             elif name in _FACT_CONTAINERS:
-                walk(child, (*path, name))
+                pending.append((child, (*path, name)))
             else:
                 texts.setdefault((*path, name), child)
-
-    if info is not None:
-        walk(info, ())
     sender = ("Sender", "Organisation")
     hcp = (*sender, "HealthcareProfessional")
     sender_ids = idents.get(sender, {})
