@@ -7,6 +7,7 @@ the one piece of shell around it that reads a file with a size limit.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def convert_file(path: Path, context: ConvertContext) -> ConvertResult:
     except TooLargeError as err:
         return ConvertResult(problems=[too_large(err.size, context.max_bytes)])
     except OSError as err:
-        return ConvertResult(problems=[_unreadable(err)])
+        return ConvertResult(problems=[unreadable(err)])
     return convert(data, context)
 
 
@@ -197,8 +198,13 @@ def too_large(size: int, limit: int) -> Problem:
     )
 
 
-def _unreadable(err: OSError) -> Problem:
-    reason = err.strerror or type(err).__name__
+def unreadable(err: OSError) -> Problem:
+    """FILE_UNREADABLE with the reason; a file that vanished was listed, then deleted."""
+    reason = (
+        "it was deleted before it could be read"
+        if err.errno == errno.ENOENT
+        else (err.strerror or type(err).__name__)
+    )
     return Problem("FILE_UNREADABLE", f"The file could not be read: {reason}.")
 
 

@@ -30,6 +30,7 @@ import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -45,6 +46,7 @@ from bridge.convert import (
     convert,
     read_limited,
     too_large,
+    unreadable,
 )
 from bridge.fsutil import atomic_write, try_lock
 from bridge.journal import Journal, State, Version
@@ -424,6 +426,55 @@ def start_pool(
     return pool
 
 
+# Breakages of the pool a file may be part of before it is taken for the cause.
+CRASHES_ALLOWED = 2
+
+
+class ConversionPool:
+    """The conversion processes, started again when one dies (the OOM killer, or a native
+    library crashing on some file), so the run goes on. Every file that was in flight is
+    tried again; one that is in flight at more than `CRASHES_ALLOWED` breakages is the
+    likely cause and is reported as CONVERT_CRASHED instead of being tried forever."""
+
+    def __init__(
+        self, workers: int, settings: ConvertSettings, dry: DryRunSettings | None = None
+    ) -> None:
+        self.workers = workers
+        self._start = lambda: start_pool(workers, settings, dry)
+        self._lock = threading.Lock()
+        self._pool = self._start()
+        self.generation = 0
+        self.restarts = 0
+
+    def current(self) -> tuple[int, ProcessPoolExecutor]:
+        with self._lock:
+            return self.generation, self._pool
+
+    def restart(self, broken_generation: int) -> None:
+        """Replace the pool of `broken_generation` (once, however many callers saw it)."""
+        with self._lock:
+            if broken_generation != self.generation:
+                return
+            log.warning("a conversion process ended abruptly; starting the processes again")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
+            self.generation += 1
+            self.restarts += 1
+
+    def shutdown(self, *, cancel_futures: bool = True) -> None:
+        with self._lock:
+            self._pool.shutdown(cancel_futures=cancel_futures)
+
+
+def crashed(size: int) -> Problem:
+    return Problem(
+        "CONVERT_CRASHED",
+        f"Converting this file ({size:,} bytes) ended the conversion process "
+        f"{CRASHES_ALLOWED + 1} times; it was not sent. Check the file for damage or an "
+        "unusual size; the rest of the run went on.",
+    )
+
+
 # --------------------------------------------------------------------------- dry run
 
 
@@ -457,7 +508,7 @@ def _dry_one(key: str, folder: str) -> DryResult:
         problem = too_large(err.size, _worker["max_bytes"])
         return DryResult(key, "avvist_lokalt", (problem.code,), 0, None, None)
     except OSError as err:
-        return DryResult(key, "avvist_lokalt", (_unreadable(err).code,), 0, None, None)
+        return DryResult(key, "avvist_lokalt", (unreadable(err).code,), 0, None, None)
     result = convert(data, _worker["context"])
     return _dry_result(key, folder, result, settings)
 
@@ -495,13 +546,6 @@ def _rule_praksis(result: ConvertResult, folder: str, rules: tuple[Any, ...]) ->
 
 def _dry_chunk(items: list[tuple[str, str]]) -> list[DryResult]:
     return [_dry_one(key, folder) for key, folder in items]
-
-
-def _unreadable(err: OSError) -> Problem:
-    reason = err.strerror or type(err).__name__
-    if isinstance(err, FileNotFoundError) and not err.strerror:
-        reason = "it was deleted before it could be read"
-    return Problem("FILE_UNREADABLE", f"The file could not be read: {reason}.")
 
 
 class OutputNames:
@@ -560,7 +604,7 @@ class _Taken:
 
 def dry_run(
     sources: Iterable[Source],
-    pool: ProcessPoolExecutor,
+    pool: ConversionPool,
     *,
     workers: int,
     roots: int = 1,
@@ -573,11 +617,25 @@ def dry_run(
     `convert --out` does. At most a few chunks per worker are queued at any time."""
     names = OutputNames(out_dir, roots=roots) if out_dir is not None else None
     limit = 4 * max(1, workers)
-    pending: deque[tuple[list[Source], Future[list[DryResult]]]] = deque()
+    pending: deque[tuple[list[Source], int, Future[list[DryResult]] | None]] = deque()
+
+    def submit(batch: list[Source]) -> None:
+        generation, processes = pool.current()
+        try:
+            pending.append((batch, generation, processes.submit(_dry_chunk, _items(batch))))
+        except BrokenProcessPool:
+            pending.append((batch, generation, None))  # settled alone, below
 
     def settle_one() -> None:
-        batch, future = pending.popleft()
-        for source, result in zip(batch, future.result(), strict=True):
+        batch, generation, future = pending.popleft()
+        try:
+            if future is None:
+                raise BrokenProcessPool("the pool broke before the chunk was submitted")
+            results = future.result()
+        except BrokenProcessPool:
+            pool.restart(generation)
+            results = [_dry_alone(pool, source) for source in batch]
+        for source, result in zip(batch, results, strict=True):
             written = None
             if names is not None and result.json_text is not None:
                 written = names.next(source.source_file)
@@ -590,14 +648,26 @@ def dry_run(
             break
         batch.append(source)
         if len(batch) >= chunk:
-            pending.append((batch, pool.submit(_dry_chunk, _items(batch))))
+            submit(batch)
             batch = []
             while len(pending) >= limit:
                 settle_one()
     if batch and not (stop is not None and stop.is_set()):
-        pending.append((batch, pool.submit(_dry_chunk, _items(batch))))
+        submit(batch)
     while pending:
         settle_one()
+
+
+def _dry_alone(pool: ConversionPool, source: Source) -> DryResult:
+    """A file that was in flight when a conversion process died, converted on its own (with
+    nothing else in flight, a breakage now names its file)."""
+    for _ in range(CRASHES_ALLOWED):
+        generation, processes = pool.current()
+        try:
+            return processes.submit(_dry_chunk, _items([source])).result()[0]
+        except BrokenProcessPool:
+            pool.restart(generation)
+    return DryResult(source.key, "avvist_lokalt", ("CONVERT_CRASHED",), 0, None, None)
 
 
 def _items(batch: list[Source]) -> list[tuple[str, str]]:
@@ -950,7 +1020,7 @@ class Migration:
             write_json=o.out_dir is not None,
         )
         workers = pool_workers(o.workers)
-        pool = start_pool(workers, self._convert_settings(), dry)
+        pool = ConversionPool(workers, self._convert_settings(), dry)
         try:
 
             def on_result(source: Source, result: DryResult, written: Path | None) -> None:
@@ -1042,12 +1112,29 @@ class Migration:
         reader = SourceReader()
         stack.callback(reader.close)
         workers = pool_workers(o.workers, leave=1)  # this process submits on one core
-        pool = await asyncio.to_thread(start_pool, workers, self._convert_settings())
+        pool = await asyncio.to_thread(ConversionPool, workers, self._convert_settings())
         stack.callback(pool.shutdown, cancel_futures=True)
-        loop = asyncio.get_running_loop()
 
-        def converter(data: bytes) -> asyncio.Future[ConvertResult]:
-            return loop.run_in_executor(pool, _convert_in_worker, data)
+        suspects = asyncio.Lock()
+
+        async def attempt(data: bytes) -> ConvertResult | None:
+            generation, processes = pool.current()
+            try:
+                return await asyncio.wrap_future(processes.submit(_convert_in_worker, data))
+            except BrokenProcessPool:
+                await asyncio.to_thread(pool.restart, generation)
+                return None
+
+        async def converter(data: bytes) -> ConvertResult:
+            result = await attempt(data)
+            if result is not None:
+                return result
+            async with suspects:  # in flight at a breakage: tried alone, so a breakage names it
+                for _ in range(CRASHES_ALLOWED):
+                    result = await attempt(data)
+                    if result is not None:
+                        return result
+            return ConvertResult(problems=[crashed(len(data))])
 
         pipeline = Pipeline(
             journal,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from bridge.convert import ConvertContext, ConvertResult, convert, too_large
+from bridge.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
 from bridge.fsutil import atomic_write
 from bridge.journal import Journal, State, Version
 from bridge.kuhr.client import AsyncKuhrClient, KuhrError
@@ -196,7 +196,7 @@ class Pipeline:
         self.journal.transition(
             version.id, State.SEEN, detail={"root": str(root) if root else None}
         )
-        self._reject(self.journal.get(version.id), [_unreadable_problem(err)])
+        self._reject(self.journal.get(version.id), [unreadable(err)])
         return version
 
     def offer_content(
@@ -347,7 +347,7 @@ class Pipeline:
         try:
             data = await asyncio.to_thread(read, version.path)
         except OSError as err:
-            self._reject(version, [_unreadable_problem(err)])
+            self._reject(version, [unreadable(err)])
             return
         if hashlib.sha256(data).hexdigest() != version.sha256:
             # Changed since it was seen: this version no longer exists on disk.
@@ -915,15 +915,6 @@ def _rule_matches(options: PipelineOptions, sender: Sender, path: Path) -> bool:
     from bridge.kuhr.praksis import matching_rule
 
     return matching_rule(options.praksis_rules, sender, path.parent) is not None
-
-
-def _unreadable_problem(err: OSError) -> Problem:
-    reason = (
-        "it was deleted before it could be read"
-        if isinstance(err, FileNotFoundError)
-        else (err.strerror or type(err).__name__)
-    )
-    return Problem("FILE_UNREADABLE", f"The file could not be read: {reason}.")
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

@@ -19,6 +19,7 @@ class Severity(StrEnum):
 # that every code the code base emits is listed here.
 PROBLEM_CODES: dict[str, str] = {
     "FILE_UNREADABLE": "The file could not be read (missing, deleted while read, no permission).",
+    "CONVERT_CRASHED": "Converting the file ended the conversion process repeatedly (migrate).",
     "FILE_EMPTY": "The file is empty.",
     "FILE_TOO_LARGE": "The file is larger than the configured limit (max_file_bytes).",
     "NOT_XML": "The file is not XML at all (no '<' where a document should start).",
