@@ -428,16 +428,20 @@ class _Redactor:
             values.update(n for n in (pasient.fornavn, pasient.etternavn) if n)
             if pasient.eea is not None:
                 values.update(v for v in (pasient.eea.cardId, pasient.eea.id) if v)
-        words = sorted((v.strip() for v in values if len(v.strip()) >= 2), key=len, reverse=True)
-        self._known = (
-            re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words), re.I)
-            if words
-            else None
+        self._words = sorted(
+            (v.strip() for v in values if len(v.strip()) >= 2), key=len, reverse=True
         )
+        self._known: re.Pattern[str] | None = None  # compiled on first use: most receipts
+        # (sendt, mottatt, godkjent) have no free text to scrub
 
     def kuhr(self, text: str) -> str:
         """KUHR's control texts: only the claim's own patient values are hidden."""
-        return self._known.sub(REDACTED, text) if self._known else text
+        if not self._words or not text:
+            return text
+        if self._known is None:
+            alternatives = (rf"(?<!\w){re.escape(w)}(?!\w)" for w in self._words)
+            self._known = re.compile("|".join(alternatives), re.I)
+        return self._known.sub(REDACTED, text)
 
     def local(self, text: str) -> str:
         """Texts of technical checks, which may echo a value: also hide person numbers."""

@@ -153,8 +153,30 @@ LEARNED = _Learned()
 
 def remember_patient_data(claim: Any) -> None:
     """Learn the patient names and diagnosis codes of a claim (model, dict or JSON text) so
-    that free text naming them is scrubbed too. Walking it with `redact_value` does the same."""
-    redact_value(claim)
+    that free text naming them is scrubbed too. Walking it with `redact_value` does the same;
+    this walk only learns (no redacted copy is built: it runs for every claim sent)."""
+    if isinstance(claim, str | bytes | bytearray):
+        redact_value(claim)  # JSON text: parsed and walked there
+    else:
+        _learn_below(claim, 0)
+
+
+def _learn_below(value: Any, depth: int) -> None:
+    if depth > 40:
+        return
+    dumped = _as_structure(value)
+    if dumped is not None:
+        value = dumped
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = _norm(key)
+            if name in PATIENT_KEYS:
+                _learn(name, item)
+            elif isinstance(item, Mapping | list | tuple):
+                _learn_below(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _learn_below(item, depth + 1)
 
 
 # --------------------------------------------------------------------------- structures

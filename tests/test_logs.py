@@ -302,3 +302,18 @@ def test_watch_once_logs_json_lines_to_a_rotating_file_without_patient_data(
             json.loads(line)  # stderr carries the same JSON lines
     everything = log_file.read_text(encoding="utf-8") + proc.stderr + proc.stdout
     assert_no_patient_data(everything)
+
+
+def test_a_claim_about_to_be_sent_teaches_the_log_its_names_and_diagnoses() -> None:
+    from bridge.redaction import remember_patient_data
+
+    claim = patient_claim()
+    regning = claim.behandlerkrav.regninger[0]
+    assert regning.pasient is not None and regning.diagnoser
+    text = f"KUHR says {regning.pasient.fornavn} {FAMILY_NAME} has {regning.diagnoser[0].kode}"
+    assert FAMILY_NAME in redact_text(text)  # nothing learned yet: a name is just a word
+    remember_patient_data(claim)
+    scrubbed = redact_text(text)
+    for value in (regning.pasient.fornavn, FAMILY_NAME, regning.diagnoser[0].kode):
+        assert value and value not in scrubbed, scrubbed
+    assert scrubbed.startswith("KUHR says ")
