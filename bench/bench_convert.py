@@ -17,6 +17,7 @@ Prints figures next to their targets; asserts nothing. Usage:
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import io
 import json
@@ -277,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, help="build and keep everything in this folder")
     parser.add_argument("--rounds", type=int, default=3, help="bridge/floor rounds (median)")
     args = parser.parse_args(argv)
+    # The package's bytecode, as `pip install` leaves it: an editable install run with
+    # PYTHONDONTWRITEBYTECODE=1 (as on CI) would otherwise compile it in every subprocess.
+    compileall.compile_dir(REPO / "bridge", quiet=1)
 
     if hasattr(os, "sched_setaffinity"):
         cpu = min(os.sched_getaffinity(0))

@@ -71,6 +71,7 @@ def _context(
         allow_mismatch=allow_mismatch,
         registry=registry,
         max_bytes=max_bytes or xml_max,
+        envelope=False,  # convert and validate print the claim and its problems only
     )
 
 

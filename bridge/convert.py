@@ -37,6 +37,9 @@ class ConvertContext:
     allow_mismatch: bool = False  # True: COUNT/SUM_MISMATCH are reported as warnings
     registry: SchemaRegistry | None = None  # None: the built-in schemas
     max_bytes: int = DEFAULT_MAX_BYTES
+    # False: leave ConvertResult.envelope empty (`convert --out` never shows the MsgHead's
+    # facts, and reading them costs about as much as mapping half a claim)
+    envelope: bool = True
 
 
 @dataclass
@@ -79,7 +82,9 @@ def _convert(data: bytes, context: ConvertContext) -> ConvertResult:
     document, problems = read_legacy(data)
     if document is None:
         return ConvertResult(problems=problems)
-    result = ConvertResult(envelope=document.envelope, problems=problems)
+    result = ConvertResult(
+        envelope=document.envelope if context.envelope else None, problems=problems
+    )
 
     table = mapping.table_for(document.namespace)
     if table is None:
@@ -91,7 +96,7 @@ def _convert(data: bytes, context: ConvertContext) -> ConvertResult:
         return result
 
     data_, value_problems = mapping.map_behandlerkrav(
-        document.krav, table, sender_identity=document.envelope.sender_identity
+        document.krav, table, sender_identity=lambda: document.envelope.sender_identity
     )
     result.problems.extend(value_problems)
     if has_errors(value_problems):

@@ -36,7 +36,10 @@ def remove_if_stale_temp(path: str, name: str, *, now: float) -> bool:
     return True
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+
+
+def atomic_write(path: Path | str, data: bytes) -> None:
     """Write to a temp file in the same folder, then rename: a reader never sees half a file.
 
     The temp name is unique per process and thread (`.NAME.<pid>-<thread>.tmp`), so writers
@@ -44,12 +47,13 @@ def atomic_write(path: Path, data: bytes) -> None:
     in the conversion benchmark. A temp file left by a killed process is overwritten the next
     time the same process id writes that name, and is never mistaken for a receipt.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    folder, name = os.path.split(os.fspath(path))  # str, not Path: this runs once per file
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+        fd = os.open(tmp, _WRITE_FLAGS, 0o644)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, _WRITE_FLAGS, 0o644)
     try:
         try:
             view = memoryview(data)

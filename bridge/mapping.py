@@ -138,7 +138,8 @@ def _default_count(obj: dict[str, Any], scope: _Scope) -> int:
 
 def _derive_guid(obj: dict[str, Any], scope: _Scope) -> str:
     nummer = obj.get("regningsnummer", "")
-    sender = scope.sender_identity or "ukjent-avsender"
+    identity = scope.sender_identity
+    sender = (identity() if callable(identity) else identity) or "ukjent-avsender"
     derived = str(uuid.uuid5(GUID_NAMESPACE, f"{sender}|{nummer}"))
     scope.problems.append(
         Problem(
@@ -383,10 +384,14 @@ def table_for(namespace: str) -> MappingTable | None:
 # --------------------------------------------------------------------------- applying
 
 
+# The sender's identity, or how to read it (only a regning without GUID needs it).
+SenderIdentity = str | None | Callable[[], str | None]
+
+
 @dataclass(slots=True)
 class _Scope:
     element: etree._Element
-    sender_identity: str | None
+    sender_identity: SenderIdentity
     problems: list[Problem]
     # Siblings found by climbing paths (`../Tann`), per parent: every takst of a regning
     # shares one Behandling, so its teeth are looked up once. Lives for one conversion.
@@ -554,7 +559,7 @@ def _apply(plan: _Plan, scope: _Scope) -> dict[str, Any]:
 
 
 def map_behandlerkrav(
-    krav: etree._Element, table: MappingTable, *, sender_identity: str | None
+    krav: etree._Element, table: MappingTable, *, sender_identity: SenderIdentity
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The `behandlerkrav` object of the JSON BKM as plain data, plus value problems."""
     problems: list[Problem] = []

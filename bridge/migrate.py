@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -376,7 +377,10 @@ def _init_worker(settings: ConvertSettings, dry: DryRunSettings | None) -> None:
     # to stop (finishing what is in flight needs its workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
-    _worker["context"] = settings.context()
+    context = settings.context()
+    if dry is not None and not dry.praksis_rules:  # only a rule looks at the MsgHead's facts
+        context = dataclasses.replace(context, envelope=False)
+    _worker["context"] = context
     _worker["reader"] = SourceReader()
     _worker["dry"] = dry
     _worker["max_bytes"] = settings.max_bytes

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -150,9 +150,11 @@ _YES = frozenset({"ja", "j", "true", "1", "yes", "y", "alle"})
 _NO = frozenset({"nei", "n", "false", "0", "no"})
 
 
-def code_list(text: str | None) -> list[str]:
-    """`"2ad, 2ae eller 2ak"` → ['2ad', '2ae', '2ak']."""
-    return [t.strip(".") for t in _SEPARATORS.split(text or "") if t.lower() not in _FILLER]
+@lru_cache(maxsize=4096)
+def code_list(text: str | None) -> tuple[str, ...]:
+    """`"2ad, 2ae eller 2ak"` → ('2ad', '2ae', '2ak'). Cached: a table has few distinct rule
+    texts, and they are read for every takst of every claim."""
+    return tuple(t.strip(".") for t in _SEPARATORS.split(text or "") if t.lower() not in _FILLER)
 
 
 def _forbids(row: Takstkode, other: str) -> bool:
@@ -169,13 +171,14 @@ def _forbids(row: Takstkode, other: str) -> bool:
     return other in code_list(text)
 
 
-def _diagnose_requirement(text: str | None) -> tuple[bool, list[str]]:
+@lru_cache(maxsize=4096)
+def _diagnose_requirement(text: str | None) -> tuple[bool, tuple[str, ...]]:
     """(required, acceptable codes; empty = any diagnosis). `L7*` matches by prefix."""
     value = (text or "").strip()
     if not value or value.lower() in _NO:
-        return False, []
+        return False, ()
     if value.lower() in _YES:
-        return True, []
+        return True, ()
     return True, code_list(value)
 
 

@@ -264,3 +264,26 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> N
     assert f"{len(claim):,} bytes" in over.problems[0].message
     gone = convert_file(tmp_path / "missing.xml", ConvertContext(praksis_id="1"))
     assert [p.code for p in gone.problems] == ["FILE_UNREADABLE"]
+
+
+def test_without_envelope_facts_a_missing_guid_is_still_derived_from_the_sender() -> None:
+    """convert --out does not keep the MsgHead's facts, but a regning without GUID still gets
+    the GUID the watcher derives (from the sender's orgnr in the MsgHead), never another."""
+    import re
+    import uuid as uuid_module
+
+    from bridge.mapping import GUID_NAMESPACE
+
+    data = re.sub(
+        rb"\s*<GUID>[^<]*</GUID>", b"", (FIXTURES / "seed-arbeidsflyt.xml").read_bytes(), count=1
+    )
+    full = convert(data, ConvertContext(praksis_id="1"))
+    lean = convert(data, ConvertContext(praksis_id="1", envelope=False))
+    assert full.envelope is not None and full.envelope.sender_orgnr == "999999999"
+    assert lean.envelope is None
+    assert lean.melding is not None and full.melding is not None
+    first = lean.melding.behandlerkrav.regninger[0]
+    expected = uuid_module.uuid5(GUID_NAMESPACE, f"999999999|{first.regningsnummer}")
+    assert first.guid == str(expected)
+    assert dump_json(lean.melding) == dump_json(full.melding)
+    assert [p.code for p in lean.problems] == ["GUID_DERIVED"]

@@ -54,10 +54,32 @@ class Envelope:
 
 
 @dataclass(frozen=True, slots=True)
+class _MsgHeadFacts:
+    """A MsgHead whose facts are read when first asked for."""
+
+    root: etree._Element
+    kind: str
+
+
 class LegacyDocument:
-    krav: etree._Element
-    envelope: Envelope
-    encoding: str | None
+    """The claim element, its encoding, and the envelope facts around it. A MsgHead's facts
+    are read on first use: the walk costs about as much as mapping half a claim, and
+    `convert --out` never needs them."""
+
+    __slots__ = ("_envelope", "encoding", "krav")
+
+    def __init__(
+        self, krav: etree._Element, envelope: Envelope | _MsgHeadFacts, encoding: str | None
+    ) -> None:
+        self.krav = krav
+        self._envelope = envelope
+        self.encoding = encoding
+
+    @property
+    def envelope(self) -> Envelope:
+        if isinstance(self._envelope, _MsgHeadFacts):
+            self._envelope = _msghead_facts(self._envelope.root, self._envelope.kind)
+        return self._envelope
 
     @property
     def namespace(self) -> str:
@@ -289,18 +311,19 @@ def _unwrap(
 def _from_msghead(
     root: etree._Element, encoding: str | None, *, depth: int, prefix: str
 ) -> LegacyDocument:
-    envelope = _msghead_facts(root, prefix + "msghead")
+    facts = _MsgHeadFacts(root, prefix + "msghead")
     for document in _children(root, "Document"):
         content = _child(document, "RefDoc", "Content")
         if content is None:
             continue
         for item in content:
             if _local(item) == BKM_LOCALNAME:
-                return LegacyDocument(item, envelope, encoding)
+                return LegacyDocument(item, facts, encoding)
             if _local(item) == "Base64Container":
                 inner = _from_base64(item, depth=depth, prefix=prefix)
                 # The outer MsgHead is the one the EPJ sent: keep its facts.
-                return LegacyDocument(inner.krav, envelope, inner.encoding)
+                return LegacyDocument(inner.krav, facts, inner.encoding)
+    envelope = _msghead_facts(root, facts.kind)
     if envelope.msg_type and envelope.msg_type.upper() not in {"BKM", "LOM", "POM"}:
         raise ReadError(
             Problem(
