@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from types import TracebackType
 
 _lock = threading.Lock()
 _depth = 0
@@ -31,12 +30,7 @@ class _GcPause:
                 gc.disable()
             _depth += 1
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         global _depth
         with _lock:
             _depth -= 1
