@@ -112,6 +112,9 @@ class _Learned:
     def __init__(self, limit: int = 5000) -> None:
         self._limit = limit
         self._values: OrderedDict[str, None] = OrderedDict()
+        # The first word of every learned token (J06 of J06.9, anne of Anne-Lise): a token
+        # can only be in a text whose words include its first word (see `scrub`).
+        self._heads: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, value: object) -> None:
@@ -125,8 +128,13 @@ class _Learned:
                     continue
                 self._values[folded] = None
                 self._values.move_to_end(folded)
-            while len(self._values) > self._limit:
-                self._values.popitem(last=False)
+                head = _PART.match(folded) if ("." in folded or "-" in folded) else None
+                if head is not None:
+                    self._heads[head.group()] = None
+                    self._heads.move_to_end(head.group())
+            for known in (self._values, self._heads):
+                while len(known) > self._limit:
+                    known.popitem(last=False)
 
     def __contains__(self, word: str) -> bool:
         return word.casefold() in self._values
@@ -137,10 +145,22 @@ class _Learned:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+            self._heads.clear()
 
     def scrub(self, text: str) -> str:
+        values, heads = self._values, self._heads
+        # Most lines name nobody: one pass over the words settles that, without the two
+        # substitutions and a Python call per word (this runs on every log line). A token
+        # match starts at a word, so a learned token's first word is among the text's words.
+        for word in _PART.findall(text):
+            folded = word.casefold()
+            if folded in values or folded in heads:
+                break
+        else:
+            return text
+
         def swap(match: re.Match[str]) -> str:
-            return REDACTED if match.group(0).casefold() in self._values else match.group(0)
+            return REDACTED if match.group(0).casefold() in values else match.group(0)
 
         return _PART.sub(swap, _TOKEN.sub(swap, text))
 
@@ -308,27 +328,51 @@ _PEM = re.compile(
 )
 _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}(?:\.[\w-]*){1,3}")
 _AUTH_SCHEME = re.compile(r"\b(Bearer|DPoP|Basic)(\s+)[\w\-.~+/]+=*", re.IGNORECASE)
+_AUTH_WORDS = ("bearer", "dpop", "basic")
 # `key: value`, `key=value`, `"key": "value"`, `'key': 'value'`; the value keeps its quotes.
 _VALUE = (
     r"(?P<sep>\s*[:=]\s*)"
     r"(?:(?P<vq>[\"'])(?P<qv>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s,;&)}\]]+))"
 )
-_SECRET_KV = re.compile(
-    r"(?i)(?P<q>[\"']?)\b(?P<key>access_token|id_token|refresh_token|client_assertion|"
-    r"assertion|password|passord|client_secret|pkcs12_password|secret)\b(?P=q)" + _VALUE
+_SECRET_WORDS = (
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "client_assertion",
+    "assertion",
+    "password",
+    "passord",
+    "client_secret",
+    "pkcs12_password",
+    "secret",
 )
+_SECRET_KV = re.compile(rf"(?i)(?P<q>[\"']?)\b(?P<key>{'|'.join(_SECRET_WORDS)})\b(?P=q)" + _VALUE)
 _JWK_MEMBER = re.compile(
     r"(?P<q>[\"'])(?P<key>d|p|q|dp|dq|qi|k)(?P=q)(?P<sep>\s*:\s*)(?P<vq>[\"'])[^\"']*(?P=vq)"
 )
+_PATIENT_KV_WORDS = (
+    "fornavn",
+    "etternavn",
+    "mellomnavn",
+    "givenname",
+    "familyname",
+    "middlename",
+    "fodselsdato",
+    "dateofbirth",
+    "fodselsnummer",
+    "fnr",
+    "dnr",
+    "merknad",
+    "sjeldenmedisinsktilstand",
+)
 _PATIENT_KV = re.compile(
-    r"(?i)(?P<q>[\"']?)\b(?P<key>fornavn|etternavn|mellomnavn|givenname|familyname|"
-    r"middlename|fodselsdato|dateofbirth|fodselsnummer|fnr|dnr|merknad|"
-    r"sjeldenMedisinskTilstand)\b(?P=q)" + _VALUE
+    rf"(?i)(?P<q>[\"']?)\b(?P<key>{'|'.join(_PATIENT_KV_WORDS)})\b(?P=q)" + _VALUE
 )
 # A patient key whose value opens a bracket (`"pasient": {`, `diagnoser=[`,
 # `pasient=Pasient(`): the whole bracketed value goes.
+_BLOCK_WORDS = ("pasient", "patient", "diagnoser", "diagnose", "henvisningsdiagnose", "eea")
 _PATIENT_BLOCK = re.compile(
-    r"(?i)(?P<q>[\"']?)\b(?P<key>pasient|patient|diagnoser|diagnose|henvisningsdiagnose|eea)"
+    rf"(?i)(?P<q>[\"']?)\b(?P<key>{'|'.join(_BLOCK_WORDS)})"
     r"\b(?P=q)(?P<sep>\s*[:=]\s*)(?:[A-Za-z_]\w*)?(?P<open>[\[{(])"
 )
 _REPR_BLOCK = re.compile(r"\b(?P<key>Pasient|Diagnose|Eea)(?P<open>\()(?!\))")
@@ -358,26 +402,56 @@ def redact_text(text: str) -> str:
     Idempotent: its own markers match none of its rules."""
     if not text:
         return text
-    text = _PEM.sub(PRIVATE_KEY, text)
-    text = _JWT.sub(TOKEN, text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{TOKEN}", text)
-    text = _SECRET_KV.sub(_keep_key, text)
-    text = _JWK_MEMBER.sub(_keep_key, text)
+    may = _Mentions(text)
+    text = _tokens(text, may)
+    if may.any(_SECRET_WORDS):
+        text = _SECRET_KV.sub(_keep_key, text)
+    if may.quote:
+        text = _JWK_MEMBER.sub(_keep_key, text)
     if "<" in text:
         text = _redact_xml(text)
-    text = _redact_blocks(text)
-    text = _PATIENT_KV.sub(_keep_key_learning, text)
+    if may.any(_BLOCK_WORDS):
+        text = _redact_blocks(text)
+    if may.any(_PATIENT_KV_WORDS):
+        text = _PATIENT_KV.sub(_keep_key_learning, text)
     text = _FNR.sub(FNR, text)
     if LEARNED:
         text = LEARNED.scrub(text)
     return text
 
 
+class _Mentions:
+    """Which rules a text can match at all. Each keyed rule needs its key somewhere in the
+    text, so a plain substring test can skip its (much slower) regular expression. Non-ASCII
+    text gets every rule: case-insensitive matching folds some letters (ſ, K) that
+    `str.lower` keeps."""
+
+    __slots__ = ("lowered", "quote")
+
+    def __init__(self, text: str) -> None:
+        self.lowered = text.lower() if text.isascii() else None
+        self.quote = '"' in text or "'" in text
+
+    def any(self, words: tuple[str, ...]) -> bool:
+        """`words` in lower case (the `_*_WORDS` tuples are)."""
+        lowered = self.lowered
+        return lowered is None or any(word in lowered for word in words)
+
+
+def _tokens(text: str, may: _Mentions) -> str:
+    """Private keys, JWTs and Authorization header values."""
+    if "-----BEGIN" in text:
+        text = _PEM.sub(PRIVATE_KEY, text)
+    if "eyJ" in text:
+        text = _JWT.sub(TOKEN, text)
+    if may.any(_AUTH_WORDS):
+        text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{TOKEN}", text)
+    return text
+
+
 def redact_line(text: str) -> str:
     """The rules that cannot break JSON escaping, for an already encoded JSON log line."""
-    text = _PEM.sub(PRIVATE_KEY, text)
-    text = _JWT.sub(TOKEN, text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{TOKEN}", text)
+    text = _tokens(text, _Mentions(text))
     text = _FNR.sub(FNR, text)
     return LEARNED.scrub(text) if LEARNED else text
 

@@ -317,3 +317,26 @@ def test_a_claim_about_to_be_sent_teaches_the_log_its_names_and_diagnoses() -> N
     for value in (regning.pasient.fornavn, FAMILY_NAME, regning.diagnoser[0].kode):
         assert value and value not in scrubbed, scrubbed
     assert scrubbed.startswith("KUHR says ")
+
+
+def test_learned_codes_are_scrubbed_even_when_their_parts_are_too_short_to_learn() -> None:
+    from bridge.redaction import LEARNED
+
+    LEARNED.add("A1.2")  # parts "A1" and "2" are too short to learn on their own
+    assert redact_text("diagnosis a1.2 noted; A1 and 2 alone are not it") == (
+        "diagnosis [redacted] noted; A1 and 2 alone are not it"
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "client_secret=hunter2 sent",
+        "CLIENT_SECRET: hunter2",
+        "ſecret=hunter2",  # a long s: case-insensitive matching takes it for an s
+        "Authorization: bearer hunter2",
+        "'passord': 'hunter2'",
+    ],
+)
+def test_secret_values_go_whatever_the_case_or_script_of_their_key(line: str) -> None:
+    assert "hunter2" not in redact_text(line)
