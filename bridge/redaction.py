@@ -69,10 +69,8 @@ PATIENT_KEYS = frozenset(
         "eea",
     )
 )
-NAME_KEYS = frozenset(
-    _norm(k)
-    for k in ("fornavn", "etternavn", "mellomnavn", "givenname", "familyname", "middlename")
-)
+_NAME_WORDS = ("fornavn", "etternavn", "mellomnavn", "givenname", "familyname", "middlename")
+NAME_KEYS = frozenset(_norm(k) for k in _NAME_WORDS)
 DIAGNOSIS_KEYS = frozenset(
     _norm(k) for k in ("diagnoser", "diagnose", "diagnosis", "diagnoses", "henvisningsdiagnose")
 )
@@ -351,18 +349,8 @@ _JWK_MEMBER = re.compile(
     r"(?P<q>[\"'])(?P<key>d|p|q|dp|dq|qi|k)(?P=q)(?P<sep>\s*:\s*)(?P<vq>[\"'])[^\"']*(?P=vq)"
 )
 _PATIENT_KV_WORDS = (
-    "fornavn",
-    "etternavn",
-    "mellomnavn",
-    "givenname",
-    "familyname",
-    "middlename",
-    "fodselsdato",
-    "dateofbirth",
-    "fodselsnummer",
-    "fnr",
-    "dnr",
-    "merknad",
+    *_NAME_WORDS,
+    *("fodselsdato", "dateofbirth", "fodselsnummer", "fnr", "dnr", "merknad"),
     "sjeldenmedisinsktilstand",
 )
 _PATIENT_KV = re.compile(
