@@ -443,12 +443,10 @@ class ConversionPool:
     def __init__(
         self, workers: int, settings: ConvertSettings, dry: DryRunSettings | None = None
     ) -> None:
-        self.workers = workers
         self._start = lambda: start_pool(workers, settings, dry)
         self._lock = threading.Lock()
         self._pool = self._start()
         self.generation = 0
-        self.restarts = 0
 
     def current(self) -> tuple[int, ProcessPoolExecutor]:
         with self._lock:
@@ -463,7 +461,6 @@ class ConversionPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._start()
             self.generation += 1
-            self.restarts += 1
 
     def shutdown(self, *, cancel_futures: bool = True) -> None:
         with self._lock:
@@ -625,18 +622,18 @@ def dry_run(
 
     def submit(batch: list[Source]) -> None:
         generation, processes = pool.current()
-        try:
-            pending.append((batch, generation, processes.submit(_dry_chunk, _items(batch))))
-        except BrokenProcessPool:
-            pending.append((batch, generation, None))  # settled alone, below
+        future = None  # the pool broke before the chunk went in: settled alone, below
+        with contextlib.suppress(BrokenProcessPool):
+            future = processes.submit(_dry_chunk, _items(batch))
+        pending.append((batch, generation, future))
 
     def settle_one() -> None:
         batch, generation, future = pending.popleft()
-        try:
-            if future is None:
-                raise BrokenProcessPool("the pool broke before the chunk was submitted")
-            results = future.result()
-        except BrokenProcessPool:
+        results = None
+        if future is not None:
+            with contextlib.suppress(BrokenProcessPool):
+                results = future.result()
+        if results is None:
             pool.restart(generation)
             results = [_dry_alone(pool, source) for source in batch]
         for source, result in zip(batch, results, strict=True):

@@ -9,6 +9,7 @@ how old the cache is. `convert_precheck` is the hook `bkm-bridge convert` calls.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -152,14 +153,8 @@ def convert_precheck(config: Path | None) -> Callable[[Behandlerkravmelding], li
         from bridge.takstcache import cache_file, default_cache_dir, load_table
 
         path = cache_file(default_cache_dir(), Environment.SANDBOX.value)
-        loaded: list[TakstTable] = []
-
-        def table_once() -> TakstTable:  # one run, one table: no stat of the cache per file
-            if not loaded:
-                loaded.append(load_table(path))
-            return loaded[0]
-
-        checker = Prechecker(Mode.WARN, table_once)
+        # One run, one table: no stat of the cache per file (a failed load is not cached).
+        checker = Prechecker(Mode.WARN, functools.cache(lambda: load_table(path)))
     checker.mode = Mode.WARN
     moment = checker.now_sync()
 
