@@ -20,9 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import socket
 import threading
 import time
@@ -40,6 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.batch import SourceFile, output_path
+from bridge.childproc import exit_with_parent, ignore_interrupts
 from bridge.convert import (
     ConvertContext,
     ConvertResult,
@@ -373,10 +372,8 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(settings: ConvertSettings, dry: DryRunSettings | None) -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the migrate process decides how
-    # to stop (finishing what is in flight needs its workers).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent()
+    ignore_interrupts()
+    exit_with_parent()
     context = settings.context()
     if dry is not None and not dry.praksis_rules:  # only a rule looks at the MsgHead's facts
         context = dataclasses.replace(context, envelope=False)
@@ -384,20 +381,6 @@ def _init_worker(settings: ConvertSettings, dry: DryRunSettings | None) -> None:
     _worker["reader"] = SourceReader()
     _worker["dry"] = dry
     _worker["max_bytes"] = settings.max_bytes
-
-
-def _exit_with_parent() -> None:
-    """A worker whose migrate process was killed (SIGKILL, a crash) ends too, instead of
-    waiting forever on a queue it still holds both ends of."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _convert_in_worker(data: bytes) -> ConvertResult:
@@ -1084,16 +1067,25 @@ class Migration:
 
     async def _start(self, stack: AsyncExitStack) -> tuple[Any, RunJournal, SourceReader]:
         from bridge.config import ConfigError
-        from bridge.kuhr.client import client_options, resolve_target, token_provider_for
+        from bridge.kuhr.client import (
+            client_options,
+            resolve_target,
+            serve_sandbox,
+            token_provider_for,
+        )
         from bridge.pipeline import Pipeline
+        from bridge.precheck import Prechecker
+        from bridge.sandbox.child import SandboxChildError
 
         settings = self.settings
         o = self.options
         try:
-            info, speed, sandbox = self._sandbox(stack)
-            target = resolve_target(settings, info, embedded=sandbox is not None)
+            info, speed, embedded = serve_sandbox(
+                settings, stack, clock=o.sandbox_clock, speed=o.sandbox_speed
+            )
+            target = resolve_target(settings, info, embedded=embedded)
             tokens = token_provider_for(target, settings)
-        except ConfigError as err:
+        except (ConfigError, SandboxChildError) as err:
             raise MigrationError(str(err)) from None
         log.info("bkm-bridge migrate → %s (%s)", target.label, target.api_url)
         client = client_options(settings, target)
@@ -1141,37 +1133,9 @@ class Migration:
             journal,
             kuhr,
             self._pipeline_options(speed, workers, reader, converter),
-            prechecker=self._prechecker(sandbox, target.admin_url),
+            prechecker=Prechecker.for_target(settings, target.admin_url),
         )
         return pipeline, journal, reader
-
-    def _sandbox(self, stack: AsyncExitStack) -> tuple[dict[str, Any] | None, float, Any]:
-        """(sandbox info, its speed, the embedded one) as `bridge.runner` does it."""
-        from bridge.environment import Environment
-        from bridge.kuhr.client import read_sandbox_info
-
-        k = self.settings.kuhr
-        if k.environment is not Environment.SANDBOX:
-            return None, 1.0, None
-        if k.sandbox_state_dir is not None:
-            info = read_sandbox_info(k.sandbox_state_dir)
-            return info, float(info.get("speed", 1.0)), None
-        from bridge.sandbox import start_sandbox
-
-        speed = self.options.sandbox_speed or k.sandbox_speed
-        sandbox = start_sandbox(clock=self.options.sandbox_clock, speed=speed)
-        stack.callback(sandbox.stop)
-        return sandbox.info, speed, sandbox
-
-    def _prechecker(self, sandbox: Any, admin_url: str | None) -> Any:
-        from bridge.precheck import Prechecker, sandbox_clock, wall_clock
-
-        clock: Any = wall_clock
-        if sandbox is not None:
-            clock = sandbox.sandbox.clock.now_datetime
-        elif admin_url:
-            clock = sandbox_clock(admin_url)
-        return Prechecker.from_settings(self.settings, clock=clock)
 
     def _pipeline_options(
         self, speed: float, workers: int, reader: SourceReader, converter: Any

@@ -14,6 +14,7 @@ from, the clock (in the sandbox, the sandbox's clock).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import inspect
 import io
@@ -551,29 +552,42 @@ def sandbox_clock(
     """The clock of a sandbox running elsewhere, read from its admin API (GET …/clock).
 
     One HTTP client serves every read (building one costs an SSL context, ~26 ms, which was a
-    third of the watcher's CPU per file), and between reads the time is extrapolated at the
-    sandbox's speed; a jump made through the admin API shows within `reread_seconds`."""
+    third of the watcher's CPU per file), one read runs at a time (a burst of claims asking
+    together shares it; each used to send its own), and between reads the time is
+    extrapolated at the sandbox's speed; a jump made through the admin API shows within
+    `reread_seconds`."""
     import httpx
 
     client: httpx.AsyncClient | None = None
     last: tuple[float, datetime, float] | None = None  # (monotonic, sandbox time, speed)
+    reading: asyncio.Lock | None = None
+
+    def recent() -> datetime | None:
+        tick = time.monotonic()
+        if last is None or tick - last[0] >= reread_seconds:
+            return None
+        return last[1] + timedelta(seconds=(tick - last[0]) * last[2])
 
     async def now() -> datetime:
-        nonlocal client, last
-        tick = time.monotonic()
-        if last is not None and tick - last[0] < reread_seconds:
-            return last[1] + timedelta(seconds=(tick - last[0]) * last[2])
-        try:
-            if client is None:
-                client = httpx.AsyncClient(timeout=5.0)
-            answer = await client.get(f"{admin_url.rstrip('/')}/clock")
-            answer.raise_for_status()
-            data = answer.json()
-            last = (tick, datetime.fromisoformat(data["now"]), float(data.get("speed", 1.0)))
-            return last[1]
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            log.warning("sandbox clock not readable (%s); using the wall clock", exc)
-            return wall_clock()
+        nonlocal client, last, reading
+        if (known := recent()) is not None:
+            return known
+        reading = reading or asyncio.Lock()
+        async with reading:
+            if (known := recent()) is not None:  # read while this call waited
+                return known
+            tick = time.monotonic()
+            try:
+                if client is None:
+                    client = httpx.AsyncClient(timeout=5.0)
+                answer = await client.get(f"{admin_url.rstrip('/')}/clock")
+                answer.raise_for_status()
+                data = answer.json()
+                last = (tick, datetime.fromisoformat(data["now"]), float(data.get("speed", 1.0)))
+                return last[1]
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                log.warning("sandbox clock not readable (%s); using the wall clock", exc)
+                return wall_clock()
 
     return now
 
@@ -609,6 +623,14 @@ class Prechecker:
             lambda: load_table(path, snapshot=snapshot),
             fagomraade=p.fagomraade,
             clock=clock,
+        )
+
+    @classmethod
+    def for_target(cls, settings: Settings, admin_url: str | None) -> Prechecker:
+        """The pre-control of a daemon: on a sandbox (whose admin API is `admin_url`) it dates
+        claims by the sandbox's clock, elsewhere by the wall clock."""
+        return cls.from_settings(
+            settings, clock=sandbox_clock(admin_url) if admin_url else wall_clock
         )
 
     @property

@@ -21,13 +21,13 @@ from typing import Any
 
 import platformdirs
 
-from bridge.config import Environment, Settings
+from bridge.config import Settings
 from bridge.journal import Journal, State
 from bridge.kuhr.client import (
     AsyncKuhrClient,
     client_options,
-    read_sandbox_info,
     resolve_target,
+    serve_sandbox,
     token_provider_for,
 )
 from bridge.pipeline import Pipeline, PipelineOptions
@@ -61,7 +61,6 @@ class Runner:
         self.pipeline: Pipeline | None = None
         self.journal: Journal | None = None
         self.watcher: Any = None
-        self.sandbox: Any = None
         self.target: Any = None  # bridge.kuhr.client.Target, once resolved
         self.health: Any = None  # bridge.health.RunningHealth when watch.http_port is set
         self.environment = settings.kuhr.environment.value
@@ -169,8 +168,13 @@ class Runner:
         settings = self.settings
         watch = settings.watch
         async with AsyncExitStack() as stack:
-            info, speed = self._sandbox_info(stack)
-            target = resolve_target(settings, info, embedded=self.sandbox is not None)
+            info, speed, embedded = serve_sandbox(
+                settings,
+                stack,
+                clock=self.options.sandbox_clock,
+                speed=self.options.sandbox_speed,
+            )
+            target = resolve_target(settings, info, embedded=embedded)
             self.target = target
             log.info("bkm-bridge → %s (%s)", target.label, target.api_url)
             if target.is_sandbox:
@@ -181,12 +185,14 @@ class Runner:
             state_dir = watch.state_dir or default_state_dir()
             self.journal = Journal(state_dir / f"journal-{self.environment}.db")
             stack.callback(self.journal.close)
-            scale = max(1.0, speed or 1.0)
+            scale = max(1.0, speed)
+            from bridge.precheck import Prechecker  # the takst cache only when a daemon runs
+
             self.pipeline = Pipeline(
                 self.journal,
                 kuhr,
                 self._pipeline_options(scale),
-                prechecker=self._prechecker(target.admin_url),
+                prechecker=Prechecker.for_target(settings, target.admin_url),
             )
             self.watcher = self._make_watcher()
             self.watcher.start()
@@ -197,31 +203,6 @@ class Runner:
                 self.health = start_health_server(self, watch.http_host, watch.http_port)
                 stack.callback(self.health.stop)
             yield self.pipeline
-
-    def _sandbox_info(self, stack: AsyncExitStack) -> tuple[dict[str, Any] | None, float | None]:
-        k = self.settings.kuhr
-        if k.environment is not Environment.SANDBOX:
-            return None, None
-        if k.sandbox_state_dir is not None:
-            info = read_sandbox_info(k.sandbox_state_dir)
-            return info, float(info.get("speed", 1.0))
-        from bridge.sandbox import start_sandbox  # FastAPI/uvicorn only when needed
-
-        speed = self.options.sandbox_speed or k.sandbox_speed
-        self.sandbox = start_sandbox(clock=self.options.sandbox_clock, speed=speed)
-        stack.callback(self.sandbox.stop)
-        return self.sandbox.info, speed
-
-    def _prechecker(self, admin_url: str | None) -> Any:
-        """The pre-control from [precheck]; against a sandbox it reads the sandbox's clock."""
-        from bridge.precheck import Prechecker, sandbox_clock, wall_clock
-
-        clock: Any = wall_clock
-        if self.sandbox is not None:
-            clock = self.sandbox.sandbox.clock.now_datetime
-        elif admin_url:
-            clock = sandbox_clock(admin_url)
-        return Prechecker.from_settings(self.settings, clock=clock)
 
     def _pipeline_options(self, time_scale: float) -> PipelineOptions:
         watch = self.settings.watch

@@ -21,9 +21,9 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -596,6 +596,31 @@ def client_options(settings: Settings, target: Target) -> dict[str, Any]:
         "verify": target.verify,
         "max_concurrency": k.max_concurrency,
     }
+
+
+def serve_sandbox(
+    settings: Settings,
+    stack: ExitStack | AsyncExitStack,
+    *,
+    clock: datetime | None = None,
+    speed: float | None = None,
+) -> tuple[dict[str, Any] | None, float, bool]:
+    """The sandbox a daemon (`watch`, `migrate`) talks to: (its sandbox.json dict, its clock
+    speed, embedded?). None outside the sandbox environment; the standalone one given by
+    kuhr.sandbox_state_dir; else one embedded for as long as `stack` is open, served from a
+    child process (see bridge.sandbox.child)."""
+    k = settings.kuhr
+    if k.environment is not Environment.SANDBOX:
+        return None, 1.0, False
+    if k.sandbox_state_dir is not None:
+        info = read_sandbox_info(k.sandbox_state_dir)
+        return info, float(info.get("speed", 1.0)), False
+    from bridge.sandbox.child import SandboxProcess
+
+    speed = speed or k.sandbox_speed
+    child = SandboxProcess(clock=clock, speed=speed)
+    stack.callback(child.stop)
+    return child.info, speed, True
 
 
 @dataclass

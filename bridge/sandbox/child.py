@@ -1,0 +1,106 @@
+"""The embedded sandbox of `watch` and `migrate`, served from a child process.
+
+Started and stopped by the bridge, with no configuration, as before; but in a process of its
+own, because a sandbox thread in the bridge's process shares its interpreter lock. Under a
+burst both event loops wanted it all the time, and the handovers (futex calls, ~250 per
+file) cost more than the work: a migration ran at ~107 files/s with the thread and ~155 with
+the process (bench/README.md).
+
+The child gets its settings and hands back `sandbox.json`'s dict over a pipe, so the client's
+private key never touches the disk. It ignores Ctrl-C (the bridge decides when to stop, and
+finishing in-flight work needs the sandbox) and ends when the bridge does, however it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from bridge.childproc import exit_with_parent, ignore_interrupts
+
+START_TIMEOUT_SECONDS = 60.0  # a cold start on a busy machine imports FastAPI, uvicorn …
+STOP_TIMEOUT_SECONDS = 5.0
+
+log = logging.getLogger("bridge.sandbox")
+
+
+class SandboxChildError(RuntimeError):
+    """The sandbox process did not come up."""
+
+
+class SandboxProcess:
+    """A sandbox serving from a child process: `.info` (the sandbox.json dict), `.stop()`."""
+
+    def __init__(self, *, clock: datetime | None = None, speed: float = 1.0) -> None:
+        context = multiprocessing.get_context("spawn")  # no inherited threads or event loop
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_serve,
+            args=(child_end, clock, speed),
+            name="kuhr-sandbox",
+            daemon=True,
+        )
+        self._process.start()
+        child_end.close()
+        self.info: dict[str, Any] = self._wait_for_info()
+
+    def _wait_for_info(self) -> dict[str, Any]:
+        ready = multiprocessing.connection.wait(
+            [self._pipe, self._process.sentinel], START_TIMEOUT_SECONDS
+        )
+        message = self._pipe.recv() if self._pipe in ready else None
+        if not isinstance(message, dict) or "info" not in message:
+            self.stop()
+            why = message.get("error") if isinstance(message, dict) else None
+            raise SandboxChildError(why or "the sandbox process did not start")
+        return message["info"]
+
+    @property
+    def running(self) -> bool:
+        return self._process.is_alive()
+
+    def stop(self) -> None:
+        """Ask the child to stop serving; terminate it if it does not within a few seconds."""
+        with contextlib.suppress(OSError):  # it is gone already
+            self._pipe.send("stop")
+        self._process.join(STOP_TIMEOUT_SECONDS)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(STOP_TIMEOUT_SECONDS)
+        self._pipe.close()
+
+    def __enter__(self) -> SandboxProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _serve(pipe: multiprocessing.connection.Connection, clock: datetime | None, speed: float):
+    """The child: serve until the bridge says stop, closes its end, or dies."""
+    ignore_interrupts()
+    exit_with_parent()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    from bridge.sandbox.server import start_sandbox
+
+    try:
+        running = start_sandbox(clock=clock, speed=speed)
+    except Exception as exc:  # reported to the bridge, which says why it cannot start
+        pipe.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    try:
+        pipe.send({"info": running.info})
+        with contextlib.suppress(EOFError):  # EOF: the bridge closed its end
+            pipe.recv()  # "stop"
+    finally:
+        running.stop()
