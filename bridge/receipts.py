@@ -37,6 +37,7 @@ from bridge.model import (
     dump_json,
 )
 from bridge.problems import Problem
+from bridge.redaction import Mentions, ascii_folded
 
 RECEIPT_FORMAT_VERSION = 1
 JSON_SUFFIX = ".kvittering.json"
@@ -431,12 +432,15 @@ class _Redactor:
         self._words = sorted(
             (v.strip() for v in values if len(v.strip()) >= 2), key=len, reverse=True
         )
+        # What ASCII text must contain for a word to be in it: most texts are ASCII and name
+        # nobody, and are passed by a substring test instead of a regular expression.
+        self._ascii_words = tuple(f for w in self._words if (f := ascii_folded(w)) is not None)
         self._known: re.Pattern[str] | None = None  # compiled on first use: most receipts
         # (sendt, mottatt, godkjent) have no free text to scrub
 
     def kuhr(self, text: str) -> str:
         """KUHR's control texts: only the claim's own patient values are hidden."""
-        if not self._words or not text:
+        if not self._words or not text or not Mentions(text).any(self._ascii_words):
             return text
         if self._known is None:
             alternatives = (rf"(?<!\w){re.escape(w)}(?!\w)" for w in self._words)

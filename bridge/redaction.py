@@ -390,7 +390,7 @@ def redact_text(text: str) -> str:
     Idempotent: its own markers match none of its rules."""
     if not text:
         return text
-    may = _Mentions(text)
+    may = Mentions(text)
     text = _tokens(text, may)
     if may.any(_SECRET_WORDS):
         text = _SECRET_KV.sub(_keep_key, text)
@@ -408,7 +408,7 @@ def redact_text(text: str) -> str:
     return text
 
 
-class _Mentions:
+class Mentions:
     """Which rules a text can match at all. Each keyed rule needs its key somewhere in the
     text, so a plain substring test can skip its (much slower) regular expression. Non-ASCII
     text gets every rule: case-insensitive matching folds some letters (ſ, K) that
@@ -421,12 +421,24 @@ class _Mentions:
         self.quote = '"' in text or "'" in text
 
     def any(self, words: tuple[str, ...]) -> bool:
-        """`words` in lower case (the `_*_WORDS` tuples are)."""
+        """`words` in lower case (the `_*_WORDS` tuples are; see `ascii_folded` for others)."""
         lowered = self.lowered
         return lowered is None or any(word in lowered for word in words)
 
 
-def _tokens(text: str, may: _Mentions) -> str:
+# The only letters outside ASCII that IGNORECASE matches with ASCII letters (all of Unicode
+# checked against Python's re): dotted and dotless i, the long s. (The Kelvin sign lowers to k.)
+_IGNORECASE_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
+def ascii_folded(word: str) -> str | None:
+    """`word` as an IGNORECASE pattern can find it in ASCII text, in lower case for
+    `Mentions.any`; None if it can never match ASCII text (it has other letters)."""
+    folded = word.translate(_IGNORECASE_TO_ASCII).lower()
+    return folded if folded.isascii() else None
+
+
+def _tokens(text: str, may: Mentions) -> str:
     """Private keys, JWTs and Authorization header values."""
     if "-----BEGIN" in text:
         text = _PEM.sub(PRIVATE_KEY, text)
@@ -439,7 +451,7 @@ def _tokens(text: str, may: _Mentions) -> str:
 
 def redact_line(text: str) -> str:
     """The rules that cannot break JSON escaping, for an already encoded JSON log line."""
-    text = _tokens(text, _Mentions(text))
+    text = _tokens(text, Mentions(text))
     text = _FNR.sub(FNR, text)
     return LEARNED.scrub(text) if LEARNED else text
 

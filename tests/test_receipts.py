@@ -637,6 +637,40 @@ def test_patient_values_echoed_in_texts_are_hidden() -> None:
     assert "Regning 4: Pasient [skjult] ([skjult]) er ikke registrert." in apprec.decode()
 
 
+@pytest.mark.parametrize(
+    ("fornavn", "etternavn", "tekst"),
+    [
+        ("Kari", "Bø", "KARI er ikke registrert."),  # upper case
+        ("Per", "Bø", "BØ er ikke registrert."),  # a name outside ASCII
+        ("Iſak", "Lie", "Isak er ikke registrert."),  # a long s in the name, ASCII text
+        ("Ivar", "Lie", "\u0130var er ikke registrert."),  # dotted capital I in the text
+        ("ıda", "Lie", "Ida er ikke registrert."),  # dotless i in the name, ASCII text
+    ],
+)
+def test_patient_names_in_kuhr_texts_are_hidden_in_any_case(
+    fornavn: str, etternavn: str, tekst: str
+) -> None:
+    """Names are matched as IGNORECASE does, which also pairs ſ with s and ı, İ with i."""
+    data = _json("seed-claim.json")
+    data["behandlerkrav"]["regninger"][0]["pasient"].update(fornavn=fornavn, etternavn=etternavn)
+    detail = _json("seed-detail-kontrollert.json")
+    detail["behandlerkravmeldinger"][0]["innsending"]["regninger"][0]["merknader"].append(
+        {"nummer": "9004", "tekst": tekst}
+    )
+    facts = _facts(
+        "controlled",
+        claim=Behandlerkravmelding.model_validate(data),
+        details=BehandlerkravmeldingListe.model_validate(detail).behandlerkravmeldinger,
+    )
+    texts = [
+        m["tekst"]
+        for r in build_receipt(facts)["regninger"]
+        for m in r["merknader"]
+        if m["nummer"] == "9004"
+    ]
+    assert texts == ["[skjult] er ikke registrert."]
+
+
 def test_receipt_lists_regninger_without_patient_fields() -> None:
     receipt = build_receipt(_first_control())
     for regning in receipt["regninger"]:
