@@ -53,7 +53,10 @@ class SandboxProcess:
         ready = multiprocessing.connection.wait(
             [self._pipe, self._process.sentinel], START_TIMEOUT_SECONDS
         )
-        message = self._pipe.recv() if self._pipe in ready else None
+        message = None
+        if self._pipe in ready:
+            with contextlib.suppress(EOFError, OSError):  # it died before it could say why
+                message = self._pipe.recv()
         if not isinstance(message, dict) or "info" not in message:
             self.stop()
             why = message.get("error") if isinstance(message, dict) else None
