@@ -87,6 +87,9 @@ class JwksCache:
         self._max_age = max_age
         self._clock = clock
         self._keys: list[dict[str, Any]] = []
+        # The JWK objects built from `_keys`, by position: building one parses the RSA key,
+        # which cost more than the encryption itself when done for every claim.
+        self._built: dict[int, jwk.JWK] = {}
         self._fetched_at: float | None = None
         self._lock: asyncio.Lock | None = None
         self.fetch_count = 0
@@ -104,6 +107,7 @@ class JwksCache:
             if not isinstance(keys, list):
                 raise JwksError("KUHR's JWKS answer has no 'keys' list")
             self._keys = [k for k in keys if isinstance(k, dict) and _usable(k)]
+            self._built = {}
             self._fetched_at = self._clock()
             if not self._keys:
                 raise JwksError("KUHR's JWKS holds no RSA encryption key for RSA-OAEP-256")
@@ -112,21 +116,28 @@ class JwksCache:
         return self._fetched_at is None or self._clock() - self._fetched_at > self._max_age
 
     def _pick(self, kid: str | None) -> dict[str, Any] | None:
+        index = self._index(kid)
+        return None if index is None else self._keys[index]
+
+    def _index(self, kid: str | None) -> int | None:
         if kid is None:
-            return self._keys[0] if self._keys else None
-        return next((k for k in self._keys if k.get("kid") == kid), None)
+            return 0 if self._keys else None
+        return next((i for i, k in enumerate(self._keys) if k.get("kid") == kid), None)
 
     async def key(self, kid: str | None = None) -> jwk.JWK:
         """The encryption key (the first usable one, or the one with `kid`)."""
         if self._expired():
             await self._load()
-        found = self._pick(kid)
-        if found is None:
+        index = self._index(kid)
+        if index is None:
             await self._load()
-            found = self._pick(kid)
-        if found is None:
+            index = self._index(kid)
+        if index is None:
             raise JwksError(f"KUHR's JWKS has no key with kid {kid!r}")
-        return jwk.JWK(**found)
+        built = self._built.get(index)
+        if built is None:
+            built = self._built[index] = jwk.JWK(**self._keys[index])
+        return built
 
     @property
     def current_kid(self) -> str | None:

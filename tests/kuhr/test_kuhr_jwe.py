@@ -192,3 +192,17 @@ def test_jwks_without_encryption_key_is_an_error() -> None:
 
     with pytest.raises(JwksError, match="no RSA encryption key"):
         asyncio.run(JwksCache(only_signing).key())
+
+
+def test_a_refetched_key_set_replaces_the_keys_built_from_the_old_one() -> None:
+    """Keys are built once per fetch, not per claim; a new set (even under the same kid) wins."""
+    first, second = _rsa("a"), _rsa("a")
+    fetch = _FakeJwks([first], [second])
+    cache = JwksCache(fetch)
+
+    async def run() -> list[str]:
+        before = [(await cache.key()).thumbprint() for _ in range(2)]
+        await cache.refresh_if_stale("a")
+        return [*before, (await cache.key()).thumbprint()]
+
+    assert asyncio.run(run()) == [first.thumbprint(), first.thumbprint(), second.thumbprint()]
