@@ -370,9 +370,18 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def record_seen(self, path: str, sha256: str, size: int) -> tuple[Version, bool]:
+    def record_seen(
+        self,
+        path: str,
+        sha256: str,
+        size: int,
+        *,
+        detail: dict[str, Any] | None = None,
+        due_at: float = 0.0,
+    ) -> tuple[Version, bool]:
         """Register a file version; returns (version, created). An existing (path, sha256)
-        is returned as it is: the same bytes at the same path are the same version."""
+        is returned as it is: the same bytes at the same path are the same version. A new
+        one starts with `detail` and is due at `due_at` (one transaction for both)."""
         now = self._clock()
         with self._tx() as db:
             row = db.execute(
@@ -381,9 +390,19 @@ class Journal:
             if row is not None:
                 return Version.from_row(row), False
             cur = db.execute(
-                "INSERT INTO versions (path, sha256, size, state, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (path, sha256, size, State.SEEN.value, now, now),
+                "INSERT INTO versions "
+                "(path, sha256, size, state, created_at, updated_at, detail, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    path,
+                    sha256,
+                    size,
+                    State.SEEN.value,
+                    now,
+                    now,
+                    json.dumps(detail or {}, default=str),
+                    due_at,
+                ),
             )
             version_id = cur.lastrowid
             db.execute(

@@ -171,16 +171,16 @@ class Pipeline:
             sha = _sha256_of_file(path) if data is None else hashlib.sha256(data).hexdigest()
         except OSError as err:
             return self._offer_unreadable(path, root, err)
-        version, created = self.journal.record_seen(str(path), sha, size)
-        if created:
+        version, created = self.journal.record_seen(
+            str(path),
+            sha,
+            size,
+            detail={"root": str(root) if root else None, "mtime_ns": stat.st_mtime_ns},
             # Due from now, not from 0: new files and status polls take turns by time, so
             # a burst of files does not starve the claims already at KUHR.
-            self.journal.transition(
-                version.id,
-                State.SEEN,
-                detail={"root": str(root) if root else None, "mtime_ns": stat.st_mtime_ns},
-                due_at=self._now(),
-            )
+            due_at=self._now(),
+        )
+        if created:
             log.info("new file version %s (%s…)", path.name, sha[:12])
             self._wakeup.set()
         return version
@@ -190,12 +190,12 @@ class Pipeline:
         key is a placeholder; `bkm-bridge retry` re-reads it once the cause is fixed."""
         log.warning("cannot read %s: %s", path.name, err.strerror or type(err).__name__)
         marker = hashlib.sha256(f"unreadable:{path}:{type(err).__name__}".encode()).hexdigest()
-        version, created = self.journal.record_seen(str(path), marker, 0)
-        if not created and version.state is not State.SEEN:
-            return version
-        self.journal.transition(
-            version.id, State.SEEN, detail={"root": str(root) if root else None}
-        )
+        where = {"root": str(root) if root else None}
+        version, created = self.journal.record_seen(str(path), marker, 0, detail=where)
+        if not created:
+            if version.state is not State.SEEN:
+                return version
+            self.journal.transition(version.id, State.SEEN, detail=where)
         self._reject(self.journal.get(version.id), [unreadable(err)])
         return version
 
@@ -204,10 +204,9 @@ class Pipeline:
     ) -> tuple[Version, bool]:
         """Register a version the caller has read and hashed itself (a bulk run; a zip member,
         whose key is `ZIP!MEMBER`, is read back through `read_source`). (version, created)."""
-        version, created = self.journal.record_seen(key, sha256, size)
+        detail = {"root": str(root) if root else None}
+        version, created = self.journal.record_seen(key, sha256, size, detail=detail)
         if created:
-            detail = {"root": str(root) if root else None}
-            version = self.journal.transition(version.id, State.SEEN, detail=detail)
             self._wakeup.set()
         return version, created
 
@@ -493,6 +492,9 @@ class Pipeline:
                 detail={"submit": answer_json},
                 note="mottatt",
                 receipts=True,
+            )
+            log.info(
+                "%s: mottatt by KUHR as %s", Path(version.path).name, answer.behandlerkravmeldingId
             )
             self._deliver(version)
             return

@@ -259,7 +259,7 @@ def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
     try:
         _wait_for_line(proc, "watching 1 folder")
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", inbox / "krav.xml")
-        _wait_for_line(proc, "POST /process/sendinnbehandlerkravmelding")
+        _wait_for_line(proc, "krav.xml: mottatt by KUHR as")
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

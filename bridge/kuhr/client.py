@@ -323,7 +323,10 @@ class AsyncKuhrClient:
                 continue
 
             status = response.status_code
-            log.info("%s %s -> %d (attempt %d)", method, path, status, attempt)
+            # Every request at INFO was a third of a daemon's log lines and of its logging
+            # cost; an answer that is not a success stays at INFO.
+            level = logging.DEBUG if status < 400 else logging.INFO
+            log.log(level, "%s %s -> %d (attempt %d)", method, path, status, attempt)
             if status == 401 and not refreshed:
                 refreshed = True
                 self.counters.token_refreshes += 1
