@@ -103,7 +103,10 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
+        text = super().format(record)
+        # A record the RedactionFilter passed holds only redacted text; the rest of the line
+        # is time, level and logger name. Any other record is scrubbed here as a whole.
+        return text if getattr(record, _DONE, False) else redact_text(text)
 
 
 class JsonFormatter(logging.Formatter):

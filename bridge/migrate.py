@@ -429,6 +429,7 @@ class ConversionPool:
         self._start = lambda: start_pool(workers, settings, dry)
         self._lock = threading.Lock()
         self._pool = self._start()
+        self._unwatch = _watch_for_a_stall(self._pool)
         self.generation = 0
 
     def current(self) -> tuple[int, ProcessPoolExecutor]:
@@ -441,13 +442,57 @@ class ConversionPool:
             if broken_generation != self.generation:
                 return
             log.warning("a conversion process ended abruptly; starting the processes again")
+            self._unwatch.set()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._start()
+            self._unwatch = _watch_for_a_stall(self._pool)
             self.generation += 1
 
     def shutdown(self, *, cancel_futures: bool = True) -> None:
         with self._lock:
+            self._unwatch.set()
             self._pool.shutdown(cancel_futures=cancel_futures)
+
+
+# How long a dead worker may go unnoticed before the pool is told (see below).
+STALL_SECONDS = 2.0
+
+
+def _watch_for_a_stall(pool: ProcessPoolExecutor) -> threading.Event:
+    """Start watching `pool`; set the returned event to stop.
+
+    The pool notices a dead worker by itself, except one killed in the middle of writing a
+    result: its manager thread then waits forever for the rest of that message, and the run
+    waits with it. When a worker has been dead for STALL_SECONDS and the pool still works,
+    the other workers are ended and this process's copy of the result pipe's write end is
+    closed: the wait ends in an EOF, the pool reports itself broken, and is restarted as for
+    any crash. (Two private attributes of ProcessPoolExecutor: there is no public way.)"""
+    stop = threading.Event()
+
+    def watch() -> None:
+        dead_since: float | None = None
+        while not stop.wait(0.5):
+            processes = getattr(pool, "_processes", None)
+            if not processes or getattr(pool, "_broken", False):
+                return
+            workers = list(processes.values())
+            if not any(p.exitcode is not None for p in workers):
+                dead_since = None
+                continue
+            dead_since = dead_since or time.monotonic()
+            if time.monotonic() - dead_since < STALL_SECONDS:
+                continue
+            log.warning("a conversion process died unnoticed; ending the others")
+            for process in workers:
+                if process.exitcode is None:
+                    process.kill()
+            results = getattr(pool, "_result_queue", None)
+            if results is not None:
+                results._writer.close()
+            return
+
+    threading.Thread(target=watch, name="conversion-stall-watch", daemon=True).start()
+    return stop
 
 
 def crashed(size: int) -> Problem:
@@ -1315,7 +1360,7 @@ def _migrate_client(api_url: str, tokens: Any, rate: float | None, options: dict
     class RateLimitedClient(AsyncKuhrClient):
         limiter = RateLimiter(rate)
 
-        async def send_inn(self, melding: Behandlerkravmelding):  # type: ignore[override]
+        async def send_inn(self, melding: Behandlerkravmelding | str):  # type: ignore[override]
             await self.limiter.wait()
             return await super().send_inn(melding)
 

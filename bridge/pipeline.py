@@ -452,8 +452,7 @@ class Pipeline:
         return outcome
 
     async def _submit(self, version: Version) -> None:
-        claim_text = version.detail["claim"]
-        melding = Behandlerkravmelding.model_validate(load_json(claim_text))
+        claim_text = version.detail["claim"]  # sent as journaled, not parsed and re-encoded
         # Durably "in flight" before the POST: a crash from here on is reconciled, not resent.
         version = self.journal.transition(
             version.id,
@@ -464,7 +463,7 @@ class Pipeline:
             durable=True,
         )
         try:
-            answer = await self.kuhr.send_inn(melding)
+            answer = await self.kuhr.send_inn(claim_text)
         except KuhrError as err:
             # Unknown whether it landed: reconcile later, never blindly resend.
             self.stats.failed_attempts += 1

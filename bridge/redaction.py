@@ -423,7 +423,12 @@ class Mentions:
     def any(self, words: tuple[str, ...]) -> bool:
         """`words` in lower case (the `_*_WORDS` tuples are; see `ascii_folded` for others)."""
         lowered = self.lowered
-        return lowered is None or any(word in lowered for word in words)
+        if lowered is None:
+            return True
+        for word in words:  # noqa: SIM110 - a loop is twice as fast as any(<generator>)
+            if word in lowered:
+                return True
+        return False
 
 
 # The only letters outside ASCII that IGNORECASE matches with ASCII letters (all of Unicode

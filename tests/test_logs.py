@@ -233,6 +233,16 @@ def test_handlers_installed_elsewhere_are_protected_too() -> None:
     assert FNR not in foreign.getvalue()
 
 
+def test_the_text_format_scrubs_a_record_that_skipped_the_filter() -> None:
+    """The line format trusts only records the RedactionFilter passed (it scrubs those once);
+    a record handed to the formatter directly is scrubbed as a whole."""
+    from bridge.logs import TextFormatter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "pasient %s", (FNR,), None)
+    line = TextFormatter().format(record)
+    assert FNR not in line and "pasient [fnr]" in line
+
+
 def test_rotating_file_keeps_a_bounded_number_of_backups(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "bkm-bridge.log"
     setup_logging("INFO", file=log_file, max_bytes=4096, backups=2, stream=None)

@@ -148,3 +148,33 @@ def test_a_real_run_goes_on_when_a_conversion_process_is_killed_and_sends_each_c
     assert result.summary["outcomes"] == {"sendt": 120}
     assert stats["submissions_accepted"] == stats["submissions_received"] == 120
     assert result.exit_code == 0
+
+
+def _die_in_the_middle_of_sending_a_result() -> None:
+    """Runs in a conversion process: start a result message on the pool's result pipe, as a
+    worker killed mid-write leaves it (a length header, part of the body), and die."""
+    import struct
+    import sys
+
+    results = sys._getframe(1).f_locals["result_queue"]  # concurrent.futures' worker loop
+    os.write(results._writer.fileno(), struct.pack("!i", 100_000) + b"\x80" * 64)
+    os._exit(1)
+
+
+def test_a_worker_killed_while_sending_a_result_does_not_hang_the_pool() -> None:
+    """CPython's pool waits forever for the rest of such a message; the stall watch ends the
+    wait, so the breakage is seen and the pool restarted like any other."""
+    from bridge.migrate import ConversionPool, ConvertSettings, _convert_in_worker
+
+    pool = ConversionPool(2, ConvertSettings())
+    try:
+        generation, processes = pool.current()
+        doomed = processes.submit(_die_in_the_middle_of_sending_a_result)
+        with pytest.raises(BrokenProcessPool):
+            doomed.result(timeout=30)
+        pool.restart(generation)
+        data = (Path(__file__).parent / "fixtures" / "seed-arbeidsflyt.xml").read_bytes()
+        result = pool.current()[1].submit(_convert_in_worker, data).result(timeout=60)
+        assert result.ok and result.behandlerkrav is not None
+    finally:
+        pool.shutdown()

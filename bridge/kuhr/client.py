@@ -231,8 +231,9 @@ class AsyncKuhrClient:
             raise KuhrResponseError("KUHR's JWK endpoint did not answer with a JSON object")
         return data
 
-    async def send_inn(self, melding: Behandlerkravmelding) -> SendInnResult:
-        """POST process/sendinnbehandlerkravmelding with the claim encrypted for KUHR."""
+    async def send_inn(self, melding: Behandlerkravmelding | str) -> SendInnResult:
+        """POST process/sendinnbehandlerkravmelding with the claim (a model, or its JSON
+        text) encrypted for KUHR."""
         self.counters.submissions += 1
         key = await self.jwks.key()
         exchange = await self._post_claim(melding, key)
@@ -261,7 +262,7 @@ class AsyncKuhrClient:
         self.counters.jwks_refetches += 1
         return await self.jwks.refresh_if_stale(used_kid)
 
-    async def _post_claim(self, melding: Behandlerkravmelding, key: jwk.JWK) -> _Exchange:
+    async def _post_claim(self, melding: Behandlerkravmelding | str, key: jwk.JWK) -> _Exchange:
         body = encrypt_claim(melding, key, profile=self._profile, zip=self._zip)
         return await self._request(
             "POST",

@@ -40,13 +40,14 @@ def unsigned_jwt(payload: str) -> str:
 
 
 def encrypt_claim(
-    melding: Behandlerkravmelding,
+    melding: Behandlerkravmelding | str,
     key: jwk.JWK,
     profile: Profile = "direct",
     zip: bool = False,
 ) -> str:
-    """The compact JWE KUHR's submit endpoint takes as its body."""
-    plaintext = dump_json(melding, indent=None)
+    """The compact JWE KUHR's submit endpoint takes as its body. `melding` may already be its
+    JSON text (as the journal keeps it): what was journaled is what is sent."""
+    plaintext = melding if isinstance(melding, str) else dump_json(melding, indent=None)
     header: dict[str, Any] = {"alg": ALG, "enc": ENC}
     kid = key.get("kid")
     if kid:
