@@ -9,8 +9,9 @@ prints (asserting nothing):
   start-up (sandbox, conversion processes) and the report;
 - dry run (`--dry-run --out`): files/s, from the difference between a full and a tenth-size
   run (start-up cancels out), and the whole command's wall time;
-- peak RSS of the migrate process and of the process plus its conversion workers (psutil,
-  sampled every 50 ms), at two archive sizes, and the growth between them;
+- peak RSS of the migrate process, of its embedded sandbox's process, and of all of them with
+  the conversion workers (psutil, sampled every 50 ms), at two archive sizes, and the growth
+  between them;
 - the machine's load average before and after each run (the machine may be shared).
 
 Usage:
