@@ -18,7 +18,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from bridge.childproc import exit_with_parent, ignore_interrupts
@@ -80,12 +79,7 @@ class SandboxProcess:
     def __enter__(self) -> SandboxProcess:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
