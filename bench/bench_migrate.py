@@ -72,6 +72,7 @@ def migrate(args: list[str], env: dict[str, str]) -> Run:
     peaks = [0, 0, 0]
     done = threading.Event()
     serves: dict[int, bool] = {}  # child pid → is it the embedded sandbox (it listens)
+    checked = [0.0]
 
     def sample() -> None:
         main = psutil.Process(proc.pid)
@@ -82,9 +83,9 @@ def migrate(args: list[str], env: dict[str, str]) -> Run:
             except psutil.Error:
                 break
             sizes = {c.pid: _rss(c) for c in children}
-            for child in children:
-                if child.pid not in serves or not serves[child.pid]:
-                    serves[child.pid] = _listens(child)
+            if not any(serves.values()) and time.monotonic() >= checked[0] + 1.0:
+                checked[0] = time.monotonic()  # reading sockets costs: once a second, until found
+                serves.update({c.pid: _listens(c) for c in children})
             sandbox = sum(size for pid, size in sizes.items() if serves.get(pid))
             peaks[0] = max(peaks[0], rss)
             peaks[1] = max(peaks[1], rss + sum(sizes.values()))
