@@ -1,10 +1,9 @@
 """The embedded sandbox of `watch` and `migrate`, served from a child process.
 
 Started and stopped by the bridge, with no configuration, as before; but in a process of its
-own, because a sandbox thread in the bridge's process shares its interpreter lock. Under a
-burst both event loops wanted it all the time, and the handovers (futex calls, ~250 per
-file) cost more than the work: a migration ran at ~107 files/s with the thread and ~155 with
-the process (bench/README.md).
+own, because a sandbox thread in the bridge's process shares its interpreter lock: under a
+burst both event loops want it all the time (`strace` counted ~250 futex calls per file
+sent), and the sandbox's work competed with the bridge's on one core (bench/README.md).
 
 The child gets its settings and hands back `sandbox.json`'s dict over a pipe, so the client's
 private key never touches the disk. It ignores Ctrl-C (the bridge decides when to stop, and
