@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
-import multiprocessing
 import os
 import socket
 import threading
@@ -28,7 +28,7 @@ import zipfile
 import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -38,9 +38,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.batch import SourceFile, output_path
-from bridge.childproc import exit_with_parent, ignore_interrupts
+from bridge.conversion_pool import (
+    CRASHES_ALLOWED,
+    WORKER,
+    ConversionPool,
+    ConvertSettings,
+    pool_workers,
+)
 from bridge.convert import (
-    ConvertContext,
     ConvertResult,
     TooLargeError,
     convert,
@@ -51,7 +56,6 @@ from bridge.convert import (
 from bridge.fsutil import atomic_write, try_lock
 from bridge.journal import Journal, State, Version
 from bridge.model import Behandlerkravmelding, dump_json
-from bridge.problems import Problem
 from bridge.receipts import is_receipt_name
 
 log = logging.getLogger("bridge.migrate")
@@ -343,167 +347,6 @@ class SourceReader:
                 self._open.popitem()[1].close()
 
 
-# --------------------------------------------------------------------------- conversion pool
-
-
-@dataclass(frozen=True)
-class ConvertSettings:
-    """What a pool worker needs to build the same `ConvertContext` as the watcher's."""
-
-    allow_mismatch: bool = False
-    max_bytes: int = 32 * 1024 * 1024
-    xsd_dirs: tuple[Path, ...] = ()
-
-    def context(self, praksis_id: str | None = None) -> ConvertContext:
-        registry = None
-        if self.xsd_dirs:
-            from bridge.legacy.schemas import SchemaRegistry
-
-            registry = SchemaRegistry(extra_dirs=list(self.xsd_dirs))
-        return ConvertContext(
-            praksis_id=praksis_id,
-            allow_mismatch=self.allow_mismatch,
-            registry=registry,
-            max_bytes=self.max_bytes,
-        )
-
-
-_worker: dict[str, Any] = {}
-
-
-def _init_worker(settings: ConvertSettings, dry: DryRunSettings | None) -> None:
-    ignore_interrupts()
-    exit_with_parent()
-    context = settings.context()
-    if dry is not None and not dry.praksis_rules:  # only a rule looks at the MsgHead's facts
-        context = dataclasses.replace(context, envelope=False)
-    _worker["context"] = context
-    _worker["reader"] = SourceReader()
-    _worker["dry"] = dry
-    _worker["max_bytes"] = settings.max_bytes
-
-
-def _convert_in_worker(data: bytes) -> ConvertResult:
-    return convert(data, _worker["context"])
-
-
-def _warm_up() -> bool:
-    """Import and compile everything a conversion needs (schemas, mapping tables)."""
-    convert(b"<x/>", _worker["context"])
-    return True
-
-
-def pool_workers(requested: int | None, *, leave: int = 0) -> int:
-    """Conversion processes: as requested, else one per core less `leave` (at least one)."""
-    return max(1, requested or (os.cpu_count() or 1) - leave)
-
-
-def start_pool(
-    workers: int, settings: ConvertSettings, dry: DryRunSettings | None = None
-) -> ProcessPoolExecutor:
-    """Processes started fresh (`spawn`: never a fork of a process with server threads)."""
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(settings, dry),
-    )
-    for future in [pool.submit(_warm_up) for _ in range(workers)]:
-        future.result()
-    return pool
-
-
-# Breakages of the pool a file may be part of before it is taken for the cause.
-CRASHES_ALLOWED = 2
-
-
-class ConversionPool:
-    """The conversion processes, started again when one dies (the OOM killer, or a native
-    library crashing on some file), so the run goes on. Every file that was in flight is
-    tried again; one that is in flight at more than `CRASHES_ALLOWED` breakages is the
-    likely cause and is reported as CONVERT_CRASHED instead of being tried forever."""
-
-    def __init__(
-        self, workers: int, settings: ConvertSettings, dry: DryRunSettings | None = None
-    ) -> None:
-        self._start = lambda: start_pool(workers, settings, dry)
-        self._lock = threading.Lock()
-        self._pool = self._start()
-        self._unwatch = _watch_for_a_stall(self._pool)
-        self.generation = 0
-
-    def current(self) -> tuple[int, ProcessPoolExecutor]:
-        with self._lock:
-            return self.generation, self._pool
-
-    def restart(self, broken_generation: int) -> None:
-        """Replace the pool of `broken_generation` (once, however many callers saw it)."""
-        with self._lock:
-            if broken_generation != self.generation:
-                return
-            log.warning("a conversion process ended abruptly; starting the processes again")
-            self._unwatch.set()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._start()
-            self._unwatch = _watch_for_a_stall(self._pool)
-            self.generation += 1
-
-    def shutdown(self, *, cancel_futures: bool = True) -> None:
-        with self._lock:
-            self._unwatch.set()
-            self._pool.shutdown(cancel_futures=cancel_futures)
-
-
-# How long a dead worker may go unnoticed before the pool is told (see below).
-STALL_SECONDS = 2.0
-
-
-def _watch_for_a_stall(pool: ProcessPoolExecutor) -> threading.Event:
-    """Start watching `pool`; set the returned event to stop.
-
-    The pool notices a dead worker by itself, except one killed in the middle of writing a
-    result: its manager thread then waits forever for the rest of that message, and the run
-    waits with it. When a worker has been dead for STALL_SECONDS and the pool still works,
-    the other workers are ended and this process's copy of the result pipe's write end is
-    closed: the wait ends in an EOF, the pool reports itself broken, and is restarted as for
-    any crash. (Two private attributes of ProcessPoolExecutor: there is no public way.)"""
-    stop = threading.Event()
-
-    def watch() -> None:
-        dead_since: float | None = None
-        while not stop.wait(0.5):
-            processes = getattr(pool, "_processes", None)
-            if not processes or getattr(pool, "_broken", False):
-                return
-            workers = list(processes.values())
-            if not any(p.exitcode is not None for p in workers):
-                dead_since = None
-                continue
-            dead_since = dead_since or time.monotonic()
-            if time.monotonic() - dead_since < STALL_SECONDS:
-                continue
-            log.warning("a conversion process died unnoticed; ending the others")
-            for process in workers:
-                if process.exitcode is None:
-                    process.kill()
-            results = getattr(pool, "_result_queue", None)
-            if results is not None:
-                results._writer.close()
-            return
-
-    threading.Thread(target=watch, name="conversion-stall-watch", daemon=True).start()
-    return stop
-
-
-def crashed(size: int) -> Problem:
-    return Problem(
-        "CONVERT_CRASHED",
-        f"Converting this file ({size:,} bytes) ended the conversion process "
-        f"{CRASHES_ALLOWED + 1} times; it was not sent. Check the file for damage or an "
-        "unusual size; the rest of the run went on.",
-    )
-
-
 # --------------------------------------------------------------------------- dry run
 
 
@@ -528,17 +371,25 @@ class DryResult:
     praksis_id: str | None
 
 
+def _dry_setup(dry: DryRunSettings, worker: dict[str, Any]) -> None:
+    """What a dry run's workers hold besides the conversion context (a `WorkerSetup`)."""
+    if not dry.praksis_rules:  # only a rule looks at the MsgHead's facts
+        worker["context"] = dataclasses.replace(worker["context"], envelope=False)
+    worker["reader"] = SourceReader()
+    worker["dry"] = dry
+
+
 def _dry_one(key: str, folder: str) -> DryResult:
-    reader: SourceReader = _worker["reader"]
-    settings: DryRunSettings = _worker["dry"]
+    reader: SourceReader = WORKER["reader"]
+    settings: DryRunSettings = WORKER["dry"]
     try:
-        data = reader.read(key, _worker["max_bytes"])
+        data = reader.read(key, WORKER["max_bytes"])
     except TooLargeError as err:
-        problem = too_large(err.size, _worker["max_bytes"])
+        problem = too_large(err.size, WORKER["max_bytes"])
         return DryResult(key, "avvist_lokalt", (problem.code,), 0, None, None)
     except OSError as err:
         return DryResult(key, "avvist_lokalt", (unreadable(err).code,), 0, None, None)
-    result = convert(data, _worker["context"])
+    result = convert(data, WORKER["context"])
     return _dry_result(key, folder, result, settings)
 
 
@@ -1057,7 +908,7 @@ class Migration:
             write_json=o.out_dir is not None,
         )
         workers = pool_workers(o.workers)
-        pool = ConversionPool(workers, self._convert_settings(), dry)
+        pool = ConversionPool(workers, self._convert_settings(), functools.partial(_dry_setup, dry))
         try:
 
             def on_result(source: Source, result: DryResult, written: Path | None) -> None:
@@ -1161,31 +1012,10 @@ class Migration:
         pool = await asyncio.to_thread(ConversionPool, workers, self._convert_settings())
         stack.callback(pool.shutdown, cancel_futures=True)
 
-        suspects = asyncio.Lock()
-
-        async def attempt(data: bytes) -> ConvertResult | None:
-            generation, processes = pool.current()
-            try:
-                return await asyncio.wrap_future(processes.submit(_convert_in_worker, data))
-            except BrokenProcessPool:
-                await asyncio.to_thread(pool.restart, generation)
-                return None
-
-        async def converter(data: bytes) -> ConvertResult:
-            result = await attempt(data)
-            if result is not None:
-                return result
-            async with suspects:  # in flight at a breakage: tried alone, so a breakage names it
-                for _ in range(CRASHES_ALLOWED):
-                    result = await attempt(data)
-                    if result is not None:
-                        return result
-            return ConvertResult(problems=[crashed(len(data))])
-
         pipeline = Pipeline(
             journal,
             kuhr,
-            self._pipeline_options(speed, workers, reader, converter),
+            self._pipeline_options(speed, workers, reader, pool.convert),
             prechecker=Prechecker.for_target(settings, target.admin_url),
         )
         return pipeline, journal, reader

@@ -20,7 +20,8 @@ import pytest
 from test_migrate_support import PRAKSIS_ID, write_claims
 
 from bridge.config import load_settings
-from bridge.migrate import CRASHES_ALLOWED, MigrateOptions, Migration, Source, _dry_alone
+from bridge.conversion_pool import CRASHES_ALLOWED
+from bridge.migrate import MigrateOptions, Migration, Source, _dry_alone
 
 
 def _kill_one_worker() -> int:
@@ -164,7 +165,7 @@ def _die_in_the_middle_of_sending_a_result() -> None:
 def test_a_worker_killed_while_sending_a_result_does_not_hang_the_pool() -> None:
     """CPython's pool waits forever for the rest of such a message; the stall watch ends the
     wait, so the breakage is seen and the pool restarted like any other."""
-    from bridge.migrate import ConversionPool, ConvertSettings, _convert_in_worker
+    from bridge.conversion_pool import ConversionPool, ConvertSettings, convert_in_worker
 
     pool = ConversionPool(2, ConvertSettings())
     try:
@@ -174,7 +175,7 @@ def test_a_worker_killed_while_sending_a_result_does_not_hang_the_pool() -> None
             doomed.result(timeout=30)
         pool.restart(generation)
         data = (Path(__file__).parent / "fixtures" / "seed-arbeidsflyt.xml").read_bytes()
-        result = pool.current()[1].submit(_convert_in_worker, data).result(timeout=60)
+        result = pool.current()[1].submit(convert_in_worker, data).result(timeout=60)
         assert result.ok and result.behandlerkrav is not None
     finally:
         pool.shutdown()
