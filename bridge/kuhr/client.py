@@ -609,10 +609,10 @@ def serve_sandbox(
     clock: datetime | None = None,
     speed: float | None = None,
 ) -> tuple[dict[str, Any] | None, float, bool]:
-    """The sandbox a daemon (`watch`, `migrate`) talks to: (its sandbox.json dict, its clock
-    speed, embedded?). None outside the sandbox environment; the standalone one given by
-    kuhr.sandbox_state_dir; else one embedded for as long as `stack` is open, served from a
-    child process (see bridge.sandbox.child)."""
+    """The sandbox a command talks to: (its sandbox.json dict, its clock speed, embedded?).
+    None outside the sandbox environment; the standalone one given by kuhr.sandbox_state_dir;
+    else one embedded for as long as `stack` is open, served from a child process (see
+    bridge.sandbox.child)."""
     k = settings.kuhr
     if k.environment is not Environment.SANDBOX:
         return None, 1.0, False
@@ -632,7 +632,6 @@ class Connection:
     target: Target
     client: KuhrClient
     tokens: MaskinportenTokenProvider | HelseIdTokenProvider
-    sandbox: Any = None  # the embedded RunningSandbox, when there is one
 
 
 @contextmanager
@@ -640,20 +639,10 @@ def connect(settings: Settings) -> Iterator[Connection]:
     """A ready client for the configured KUHR; for the sandbox without a state dir, an
     embedded sandbox runs for the duration of the block."""
     with ExitStack() as stack:
-        info: dict[str, Any] | None = None
-        running = None
-        k = settings.kuhr
-        if k.environment is Environment.SANDBOX:
-            if k.sandbox_state_dir is not None:
-                info = read_sandbox_info(k.sandbox_state_dir)
-            else:
-                from bridge.sandbox import start_sandbox  # lazy: FastAPI/uvicorn only here
-
-                running = stack.enter_context(start_sandbox(speed=k.sandbox_speed))
-                info = running.info
-        target = resolve_target(settings, info, embedded=running is not None)
+        info, _speed, embedded = serve_sandbox(settings, stack)
+        target = resolve_target(settings, info, embedded=embedded)
         tokens = token_provider_for(target, settings)
         client = stack.enter_context(
             KuhrClient(target.api_url, tokens, **client_options(settings, target))
         )
-        yield Connection(target=target, client=client, tokens=tokens, sandbox=running)
+        yield Connection(target=target, client=client, tokens=tokens)
