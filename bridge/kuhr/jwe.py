@@ -116,10 +116,6 @@ class JwksCache:
     def _expired(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at > self._max_age
 
-    def _pick(self, kid: str | None) -> dict[str, Any] | None:
-        index = self._index(kid)
-        return None if index is None else self._keys[index]
-
     def _index(self, kid: str | None) -> int | None:
         if kid is None:
             return 0 if self._keys else None
@@ -142,8 +138,7 @@ class JwksCache:
 
     @property
     def current_kid(self) -> str | None:
-        found = self._pick(None)
-        return found.get("kid") if found else None
+        return self._keys[0].get("kid") if self._keys else None
 
     async def refresh_if_stale(self, used_kid: str | None) -> bool:
         """Refetch; True when the key to use now differs from `used_kid`."""
