@@ -1,4 +1,4 @@
-"""The embedded sandbox of `watch` and `migrate`, served from a child process.
+"""The embedded sandbox of the bridge's commands, served from a child process.
 
 Started and stopped by the bridge, with no configuration, as before; but in a process of its
 own, because a sandbox thread in the bridge's process shares its interpreter lock: under a
@@ -13,7 +13,6 @@ finishing in-flight work needs the sandbox) and ends when the bridge does, howev
 from __future__ import annotations
 
 import contextlib
-import logging
 import multiprocessing
 import multiprocessing.connection
 from datetime import datetime
@@ -23,8 +22,6 @@ from bridge.childproc import exit_with_parent, ignore_interrupts
 
 START_TIMEOUT_SECONDS = 60.0  # a cold start on a busy machine imports FastAPI, uvicorn …
 STOP_TIMEOUT_SECONDS = 5.0
-
-log = logging.getLogger("bridge.sandbox")
 
 
 class SandboxChildError(RuntimeError):
@@ -86,8 +83,12 @@ def _serve(pipe: multiprocessing.connection.Connection, clock: datetime | None, 
     """The child: serve until the bridge says stop, closes its end, or dies."""
     ignore_interrupts()
     exit_with_parent()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    from bridge.logs import setup_logging
     from bridge.sandbox.server import start_sandbox
+
+    # Its warnings go to the bridge's stderr through the bridge's redaction, as they did from
+    # a thread (not to a --log-file: that belongs to the bridge's process).
+    setup_logging("WARNING")
 
     try:
         running = start_sandbox(clock=clock, speed=speed)
