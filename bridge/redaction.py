@@ -411,8 +411,8 @@ def redact_text(text: str) -> str:
 class Mentions:
     """Which rules a text can match at all. Each keyed rule needs its key somewhere in the
     text, so a plain substring test can skip its (much slower) regular expression. Non-ASCII
-    text gets every rule: case-insensitive matching folds some letters (ſ, K) that
-    `str.lower` keeps."""
+    text gets every rule: case-insensitive matching pairs some letters with ASCII ones (ſ, ı, İ)
+    that `str.lower` does not."""
 
     __slots__ = ("lowered", "quote")
 

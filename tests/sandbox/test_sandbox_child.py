@@ -1,4 +1,4 @@
-"""The embedded sandbox of `watch` and `migrate`, served from a child process: it serves, it
+"""The embedded sandbox of the bridge's commands, served from a child process: it serves, it
 stops when asked, it ends with a bridge that was killed, and the bridge reads its clock once
 per burst."""
 
