@@ -13,7 +13,9 @@ import json
 import logging
 import logging.handlers
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -170,14 +172,47 @@ def setup_logging(
         setattr(handler, _OURS, True)
         root.addHandler(handler)
     protect_handlers()
+    _set_level(level)
+    return handlers
+
+
+def _set_level(level: str | int) -> None:
     numeric = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
-    root.setLevel(numeric)
+    logging.getLogger().setLevel(numeric)
     for name in _NOISY:  # their INFO lines are per request; DEBUG shows them again
         quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
         logging.getLogger(name).setLevel(quiet)
-    return handlers
+
+
+def log_to_queue(queue: Any, level: int) -> None:
+    """A helper process's logging: each record is redacted here, where the patient values
+    this process has seen are known, and put on `queue` for `forwarded_logs` in the parent."""
+    reset_logging()
+    handler = logging.handlers.QueueHandler(queue)
+    handler.addFilter(RedactionFilter())
+    setattr(handler, _OURS, True)
+    logging.getLogger().addHandler(handler)
+    _set_level(level)
+
+
+@contextmanager
+def forwarded_logs(queue: Any) -> Iterator[None]:
+    """Hand the records helper processes put on `queue` (`log_to_queue`) to this process's
+    own loggers and handlers, until the block ends."""
+
+    def forward() -> None:
+        while (record := queue.get()) is not None:
+            logging.getLogger(record.name).handle(record)
+
+    thread = threading.Thread(target=forward, name="log-forward", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        queue.put(None)
+        thread.join(5.0)
 
 
 def protect_handlers() -> None:

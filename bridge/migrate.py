@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import socket
@@ -54,7 +55,7 @@ from bridge.convert import (
     unreadable,
 )
 from bridge.fsutil import atomic_write, try_lock
-from bridge.journal import Journal, State, Version
+from bridge.journal import Journal, State, Version, part_of
 from bridge.model import Behandlerkravmelding, dump_json
 from bridge.receipts import is_receipt_name
 
@@ -62,6 +63,11 @@ log = logging.getLogger("bridge.migrate")
 OSLO = ZoneInfo("Europe/Oslo")
 ZIP_MARK = "!"  # journal key of a zip member: <zip path>!<member path>
 _MEMBER_SKIP = ("__MACOSX/",)
+# Several sending processes once an archive has this many files, at most this many.
+SENDERS_FROM = 1000
+MAX_SENDERS = 4
+# (sandbox.json values or None, clock speed, embedded?): what `serve_sandbox` returns.
+Served = tuple[dict[str, Any] | None, float, bool]
 
 
 # --------------------------------------------------------------------------- discovery
@@ -579,6 +585,27 @@ class Tally:
     def elapsed(self) -> float:
         return (self.finished or time.monotonic()) - self.started
 
+    def counts(self) -> dict[str, Any]:
+        """What a sending process reports of its share (`add_up` sums them)."""
+        return {
+            "discovered": self.discovered,
+            "new": self.new,
+            "done": self.done,
+            "new_done": self.new_done,
+            "outcomes": dict(self.outcomes),
+        }
+
+    def add_up(self, shares: Iterable[dict[str, Any]]) -> None:
+        """Set the counts to the sum of the sending processes' `counts()`."""
+        outcomes: Counter[str] = Counter()
+        sums = {"discovered": 0, "new": 0, "done": 0, "new_done": 0}
+        for share in shares:
+            for key in sums:
+                sums[key] += share[key]
+            outcomes.update(share["outcomes"])
+        self.discovered, self.new, self.done, self.new_done = sums.values()
+        self.outcomes = outcomes
+
 
 class RunJournal(Journal):
     """The journal, telling the run's tally where versions go and which versions are still
@@ -594,8 +621,9 @@ class RunJournal(Journal):
         follow: bool,
         attempts: int,
         started: float,
+        part: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(path, owner=owner)
+        super().__init__(path, owner=owner, part=part)
         self.tally = tally
         self.working: dict[int, State] = {}  # this run's versions being converted or sent
         self.working_content: Counter[str] = Counter()  # their sha256s
@@ -603,6 +631,11 @@ class RunJournal(Journal):
         self._follow = follow
         self._attempts = attempts
         self._started = started  # versions created since are this run's new ones
+
+    @staticmethod
+    def prepare(path: Path) -> None:
+        """Create or upgrade the journal's schema (before several processes open it)."""
+        Journal(path, owner=default_owner_for(path)).close()
 
     def in_window(self, version: Version) -> bool:
         if version.state in (State.SUBMITTING, State.FAILED):
@@ -756,6 +789,7 @@ class MigrateOptions:
     dates: DateRange = DateRange()
     follow: bool = False  # wait for the control results
     workers: int | None = None  # conversion processes (None: one per core)
+    senders: int | None = None  # sending processes (None: one per core for a large archive)
     praksis_id: str | None = None
     allow_mismatch: bool | None = None  # None: [watch] allow_mismatch
     max_attempts: int = 3  # transient failures per file and run before it is left failed
@@ -836,6 +870,8 @@ class Migration:
             raise MigrationError("--out is for --dry-run: a real run's claims are in the receipts")
         if options.concurrency < 1:
             raise MigrationError("--concurrency must be at least 1")
+        if options.senders is not None and options.senders < 1:
+            raise MigrationError("--senders must be at least 1")
         _check_receipts_place(options)
         self.settings = settings
         self.options = options
@@ -848,6 +884,15 @@ class Migration:
         self._stop: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ contract
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    @property
+    def started_wall(self) -> float:
+        """When `run()` started (versions created since are this run's new ones)."""
+        return self._started_wall
 
     def stop(self) -> None:
         self._stop_requested.set()
@@ -956,45 +1001,95 @@ class Migration:
         from bridge.migrate_report import ReportWriter
 
         assert self.journal_path is not None
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        if self._stop_requested.is_set():
-            self._stop.set()
+        self._arm()
         with exclusive(self.journal_path):
             async with AsyncExitStack() as stack:
-                pipeline, journal, reader = await self._start(stack)
-                await self._drive(pipeline, journal, reader)
-                interrupted = self._stop.is_set()
+                served = self._serve(stack)
+                senders = self._senders()
+                if senders > 1:
+                    from bridge.migrate_senders import send_in_processes
+
+                    RunJournal.prepare(self.journal_path)  # the schema, once, before they open it
+                    await send_in_processes(self, served, senders)
+                else:
+                    await self.send(served)
+                interrupted = self._stop_requested.is_set()
             writer = ReportWriter(self.options.report, started_wall)
             await asyncio.to_thread(self._write_rows, writer)
         return writer, interrupted
 
-    async def _start(self, stack: AsyncExitStack) -> tuple[Any, RunJournal, SourceReader]:
+    def _arm(self) -> None:
+        """`stop()` reaches this event loop from now on."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested.is_set():
+            self._stop.set()
+
+    def _serve(self, stack: AsyncExitStack) -> Served:
+        """The KUHR this run sends to: an embedded sandbox is started here, for all senders."""
         from bridge.config import ConfigError
-        from bridge.kuhr.client import (
-            client_options,
-            resolve_target,
-            serve_sandbox,
-            token_provider_for,
+        from bridge.kuhr.client import serve_sandbox
+        from bridge.sandbox.child import SandboxChildError
+
+        o = self.options
+        try:
+            return serve_sandbox(self.settings, stack, clock=o.sandbox_clock, speed=o.sandbox_speed)
+        except (ConfigError, SandboxChildError) as err:
+            raise MigrationError(str(err)) from None
+
+    def _senders(self) -> int:
+        """Processes that send: as asked, else one per core for an archive worth their start
+        (a second of start-up each), else this process alone."""
+        if self.options.senders is not None:
+            return self.options.senders
+        cores = os.cpu_count() or 1
+        if cores < 2:
+            return 1
+        enough = itertools.islice(
+            discover(self.options.paths, self.options.dates, warn=False), SENDERS_FROM
         )
+        return min(cores, MAX_SENDERS) if sum(1 for _ in enough) >= SENDERS_FROM else 1
+
+    async def send(
+        self,
+        served: Served,
+        part: tuple[int, int] | None = None,
+        *,
+        started_wall: float | None = None,
+    ) -> None:
+        """Convert and send the discovered files: all, or one `part` in a sending process
+        (which counts as new the versions created since the whole run's `started_wall`)."""
+        if started_wall is not None:
+            self._started_wall = started_wall
+        if self._loop is None:
+            self._arm()
+        async with AsyncExitStack() as stack:
+            pipeline, journal, reader = await self._start(stack, served, part)
+            await self._drive(pipeline, journal, reader)
+
+    async def _start(
+        self, stack: AsyncExitStack, served: Served, part: tuple[int, int] | None
+    ) -> tuple[Any, RunJournal, SourceReader]:
+        from bridge.config import ConfigError
+        from bridge.kuhr.client import client_options, resolve_target, token_provider_for
         from bridge.pipeline import Pipeline
         from bridge.precheck import Prechecker
-        from bridge.sandbox.child import SandboxChildError
 
         settings = self.settings
         o = self.options
+        info, speed, embedded = served
+        shares = part[1] if part else 1
         try:
-            info, speed, embedded = serve_sandbox(
-                settings, stack, clock=o.sandbox_clock, speed=o.sandbox_speed
-            )
             target = resolve_target(settings, info, embedded=embedded)
             tokens = token_provider_for(target, settings)
-        except (ConfigError, SandboxChildError) as err:
+        except ConfigError as err:
             raise MigrationError(str(err)) from None
-        log.info("bkm-bridge migrate → %s (%s)", target.label, target.api_url)
+        if part is None or part[0] == 0:
+            log.info("bkm-bridge migrate → %s (%s)", target.label, target.api_url)
         client = client_options(settings, target)
-        client["max_concurrency"] = o.concurrency
-        kuhr = _migrate_client(target.api_url, tokens, o.rate, client)
+        client["max_concurrency"] = max(1, -(-o.concurrency // shares))
+        rate = o.rate / shares if o.rate else None
+        kuhr = _migrate_client(target.api_url, tokens, rate, client)
         stack.push_async_callback(kuhr.aclose)
         assert self.journal_path is not None
         journal = RunJournal(
@@ -1004,24 +1099,26 @@ class Migration:
             follow=o.follow,
             attempts=o.max_attempts,
             started=self._started_wall,
+            part=part,
         )
         stack.callback(journal.close)
         reader = SourceReader()
         stack.callback(reader.close)
-        workers = pool_workers(o.workers, leave=1)  # this process submits on one core
+        # This process submits on one core; with several senders, they share the rest.
+        workers = max(1, pool_workers(o.workers, leave=shares) // shares)
         pool = await asyncio.to_thread(ConversionPool, workers, self._convert_settings())
         stack.callback(pool.shutdown, cancel_futures=True)
 
         pipeline = Pipeline(
             journal,
             kuhr,
-            self._pipeline_options(speed, workers, reader, pool.convert),
+            self._pipeline_options(speed, workers, reader, pool.convert, client["max_concurrency"]),
             prechecker=Prechecker.for_target(settings, target.admin_url),
         )
         return pipeline, journal, reader
 
     def _pipeline_options(
-        self, speed: float, workers: int, reader: SourceReader, converter: Any
+        self, speed: float, workers: int, reader: SourceReader, converter: Any, sending: int
     ) -> Any:
         from bridge.pipeline import PipelineOptions
 
@@ -1040,7 +1137,7 @@ class Migration:
             max_bytes=s.xml.max_file_bytes,
             xsd_dirs=tuple(s.xml.xsd_dirs),
             # Submissions in flight, plus room to convert the next ones meanwhile.
-            concurrency=2 * o.concurrency + workers,
+            concurrency=2 * sending + workers,
             poll_first=max(0.05, base.poll_first / scale),
             poll_max=max(0.2, base.poll_max / scale),
             poll_max_payment=max(0.2, base.poll_max_payment / scale),
@@ -1086,6 +1183,8 @@ class Migration:
             # run has no use for them, and they would grow with the archive.
             pipeline.stats.submit_latency.clear()
             for source, size, sha in batch:
+                if journal.part is not None and part_of(sha, journal.part[1]) != journal.part[0]:
+                    continue  # another sending process's share
                 while sha in journal.working_content and not self._stop.is_set():
                     await self._wait(room)
                 if self._stop.is_set():

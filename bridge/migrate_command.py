@@ -107,6 +107,16 @@ def migrate_command(
         int | None,
         typer.Option("--workers", help="Conversion processes (default: one per core).", min=1),
     ] = None,
+    senders: Annotated[
+        int | None,
+        typer.Option(
+            "--senders",
+            help="Processes that send, each a share of the archive "
+            "(default: one per core once there are 1,000 files).",
+            min=1,
+            max=16,
+        ),
+    ] = None,
     praksis_id: Annotated[
         str | None, typer.Option("--praksis-id", help="Send every claim for this praksis.")
     ] = None,
@@ -169,6 +179,7 @@ def migrate_command(
         dates=dates,
         follow=follow,
         workers=workers,
+        senders=senders,
         praksis_id=praksis_id,
         allow_mismatch=allow_mismatch,
         state_dir=state_dir,

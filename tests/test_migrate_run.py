@@ -77,14 +77,24 @@ def archive(tmp_path: Path) -> Path:
     return root
 
 
+# One process, or two sending processes with a share of the archive each (bridge.migrate_senders).
+SENDERS = pytest.mark.parametrize("senders", [1, 2], ids=["one-process", "two-senders"])
+
+
+@SENDERS
 def test_one_run_over_an_archive_with_zips_and_bad_files_and_the_report_adds_up(
-    tmp_path: Path, sandbox
+    tmp_path: Path, sandbox, senders: int
 ) -> None:
     root = archive(tmp_path)
     receipts = tmp_path / "kvitteringer"
     report = tmp_path / "rapport.csv"
     options = MigrateOptions(
-        paths=(root,), receipts_dir=receipts, report=report, follow=True, workers=1
+        paths=(root,),
+        receipts_dir=receipts,
+        report=report,
+        follow=True,
+        workers=1,
+        senders=senders,
     )
     result = Migration(settings_for(tmp_path), options).run()
 
@@ -173,15 +183,22 @@ def test_without_follow_the_run_ends_at_mottatt_and_a_follow_run_completes_it(
     assert stats(sandbox)["submissions_accepted"] == 6
 
 
+@SENDERS
 def test_a_stopped_run_is_completed_by_the_next_without_sending_twice(
-    tmp_path: Path, sandbox
+    tmp_path: Path, sandbox, senders: int
 ) -> None:
     root = tmp_path / "inn"
     write_claims(root, range(30, 60))
     receipts = tmp_path / "kvitteringer"
     report = tmp_path / "r.csv"
     options = MigrateOptions(
-        paths=(root,), receipts_dir=receipts, report=report, workers=1, rate=15.0, concurrency=2
+        paths=(root,),
+        receipts_dir=receipts,
+        report=report,
+        workers=1,
+        rate=15.0,
+        concurrency=2,
+        senders=senders,
     )
     migration = Migration(settings_for(tmp_path), options)
 

@@ -1,0 +1,212 @@
+"""A real migration spread over several sending processes, one share of the archive each.
+
+One process's event loop sends 150–200 claims a second on this project's 2-core machine, and
+nearly all of that time holds the interpreter lock: the HTTP client, the JWE, the journal's
+transactions and the receipts (bench/README.md). Each sending process runs the run's own
+pipeline (`Migration.send`) over its share. The shares split the archive by content
+(`bridge.journal.part_of`): two files with the same bytes always meet in the same process,
+where the second waits for the first and is the duplicate it is. The processes share the one
+journal (SQLite in WAL mode lets one writer at a time in) without leases, because a version
+is only ever scheduled by the process whose share it is in.
+
+This process keeps what there is one of: the lock on the journal, the embedded sandbox, the
+progress display (the shares' counts added up) and the report. Its helpers log through it
+(`bridge.logs.forwarded_logs`), redacted where they ran. A sending process that dies (the OOM
+killer, say) is started again on its share, which resumes from the journal like any run;
+after `RESTARTS_ALLOWED` such deaths the run stops and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import threading
+from dataclasses import dataclass
+from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import Any
+
+from bridge.childproc import exit_with_parent, ignore_interrupts
+from bridge.logs import forwarded_logs, log_to_queue
+from bridge.migrate import MigrateOptions, Migration, MigrationError, Served
+from bridge.redaction import redact_text
+
+log = logging.getLogger("bridge.migrate")
+RESTARTS_ALLOWED = 3
+COUNTS_EVERY_SECONDS = 0.25  # how often a sending process reports its counts
+STOP_TIMEOUT_SECONDS = 30.0  # to finish the steps in flight after being asked to stop
+
+
+@dataclass
+class _Sender:
+    part: tuple[int, int]
+    process: SpawnProcess
+    pipe: multiprocessing.connection.Connection
+    counts: dict[str, Any] | None = None
+    finished: bool = False
+
+
+async def send_in_processes(migration: Migration, served: Served, count: int) -> None:
+    """Run `migration` over `count` sending processes until all are done or it is stopped."""
+    await asyncio.to_thread(_Coordinator(migration, served, count).run)
+
+
+class _Coordinator:
+    def __init__(self, migration: Migration, served: Served, count: int) -> None:
+        self.migration = migration
+        self.served = served
+        self.count = count
+        self.context: SpawnContext = multiprocessing.get_context("spawn")
+        self.logs = self.context.Queue()
+        self.senders: list[_Sender] = []
+        self.restarts = 0
+        self.asked_to_stop = False
+
+    def run(self) -> None:
+        log.info("sending from %d processes, one share of the archive each", self.count)
+        with forwarded_logs(self.logs):
+            try:
+                self.senders = [self._start((i, self.count)) for i in range(self.count)]
+                while not all(sender.finished for sender in self.senders):
+                    self._pass_on_stop()
+                    self._listen()
+                    self.migration.tally.add_up(s.counts for s in self.senders if s.counts)
+            finally:
+                self._end_all()
+
+    def _start(self, part: tuple[int, int]) -> _Sender:
+        pipe, child_end = self.context.Pipe()
+        m = self.migration
+        process = self.context.Process(
+            target=_send_share,
+            args=(
+                child_end,
+                self.logs,
+                logging.getLogger().getEffectiveLevel(),
+                m.settings,
+                m.options,
+                self.served,
+                part,
+                m.started_wall,
+            ),
+            name=f"migrate-sender-{part[0]}",
+            daemon=False,  # it starts conversion processes of its own; `exit_with_parent` ends it
+        )
+        process.start()
+        child_end.close()
+        return _Sender(part, process, pipe)
+
+    def _pass_on_stop(self) -> None:
+        if self.migration.stopping and not self.asked_to_stop:
+            self.asked_to_stop = True
+            for sender in self.senders:
+                with contextlib.suppress(OSError):
+                    sender.pipe.send("stop")
+
+    def _listen(self) -> None:
+        """Take the messages that came in (at most a quarter second's wait); restart a sending
+        process that died without finishing."""
+        waiting = [s for s in self.senders if not s.finished]
+        handles: list[Any] = [s.pipe for s in waiting] + [s.process.sentinel for s in waiting]
+        multiprocessing.connection.wait(handles, COUNTS_EVERY_SECONDS)
+        for sender in waiting:
+            self._read(sender)
+            if not sender.finished and not sender.process.is_alive():
+                self._read(sender)  # what it said just before it ended
+            if not sender.finished and not sender.process.is_alive():
+                self._replace(sender)
+
+    def _read(self, sender: _Sender) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while sender.pipe.poll():
+                kind, value = sender.pipe.recv()
+                if kind == "error":
+                    raise MigrationError(value)
+                sender.counts = value
+                sender.finished = kind == "done"
+
+    def _replace(self, sender: _Sender) -> None:
+        code = sender.process.exitcode
+        self.restarts += 1
+        if self.restarts > RESTARTS_ALLOWED:
+            raise MigrationError(
+                f"sending processes died {self.restarts} times (the last with exit code "
+                f"{code}); run the command again to resume"
+            )
+        log.warning(
+            "sending process %d ended unexpectedly (exit code %s); starting it again",
+            sender.part[0],
+            code,
+        )
+        sender.pipe.close()
+        fresh = self._start(sender.part)
+        fresh.counts = sender.counts  # until it reports its own
+        self.senders[self.senders.index(sender)] = fresh
+        if self.asked_to_stop:
+            fresh.pipe.send("stop")
+
+    def _end_all(self) -> None:
+        """Ask whoever still runs to stop (on an error here), then make sure they are gone."""
+        for sender in self.senders:
+            if sender.process.is_alive():
+                with contextlib.suppress(OSError):
+                    sender.pipe.send("stop")
+        for sender in self.senders:
+            sender.process.join(STOP_TIMEOUT_SECONDS)
+            if sender.process.is_alive():
+                sender.process.terminate()
+                sender.process.join(5.0)
+            sender.pipe.close()
+
+
+def _send_share(
+    pipe: multiprocessing.connection.Connection,
+    logs: Any,
+    level: int,
+    settings: Any,
+    options: MigrateOptions,
+    served: Served,
+    part: tuple[int, int],
+    started_wall: float,
+) -> None:
+    """A sending process: `Migration.send` over one share, its counts reported to the parent
+    every quarter second, until done or told to stop (any message, or the pipe closing)."""
+    ignore_interrupts()
+    exit_with_parent()
+    log_to_queue(logs, level)
+    migration = Migration(settings, options)
+    said = threading.Lock()
+    finished = threading.Event()
+
+    def say(kind: str, value: Any) -> None:
+        with said, contextlib.suppress(OSError):
+            pipe.send((kind, value))
+
+    def listen() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            pipe.recv()
+        migration.stop()
+
+    def report() -> None:
+        while not finished.wait(COUNTS_EVERY_SECONDS):
+            say("counts", migration.tally.counts())
+
+    threading.Thread(target=listen, name="stop-listen", daemon=True).start()
+    threading.Thread(target=report, name="counts", daemon=True).start()
+    try:
+        asyncio.run(migration.send(served, part, started_wall=started_wall))
+    except MigrationError as err:
+        finished.set()
+        say("error", str(err))
+    except Exception as err:  # told to the parent, which ends the run with it
+        finished.set()
+        log.exception("sending process %d failed", part[0])
+        say("error", redact_text(f"a sending process failed: {type(err).__name__}: {err}"))
+    else:
+        finished.set()
+        say("done", migration.tally.counts())
+    finally:
+        logs.close()
+        logs.join_thread()
