@@ -5,11 +5,13 @@ a zip member is read in place and is known to the journal as `ZIP!MEMBER`. A rea
 the watcher's own `Pipeline` (same journal semantics: every version is submitted at most once,
 an interrupted run resumes, a second run submits nothing new) through a bounded window of
 unfinished versions, converts in a process pool and submits with bounded concurrency and an
-optional rate limit. `--dry-run` converts in the pool and writes what `convert --out` writes.
+optional rate limit; a large archive is sent from several processes, a share each
+(bridge.migrate_senders). `--dry-run` converts in the pool and writes what `convert --out`
+writes.
 
 A migration has its own journal (`migrate-<environment>.db` beside the watcher's): a watcher
-sharing the state folder could otherwise pick up a zip member it cannot read. One process at a
-time holds it (an OS lock), so its leases use a stable owner and a killed run resumes at once.
+sharing the state folder could otherwise pick up a zip member it cannot read. One run at a
+time holds it (an OS lock), so it takes no leases, and a killed run resumes at once.
 """
 
 from __future__ import annotations
