@@ -488,11 +488,13 @@ class Journal:
         detail: dict[str, Any] | None = None,
         durable: bool = False,
         receipts: bool = False,
+        via: State | None = None,
         **fields: Any,
     ) -> Version:
         """Move a version to `state` (committed before returning), with an event row.
 
         `expect`: the states it may come from; anything else raises (someone else moved it).
+        `via`: a state passed through on the way, in the same transaction (its own event row).
         `detail`: merged into the stored detail JSON. Other keyword fields are columns.
         `durable`: wait until the commit is on disk (for the state before a side effect).
         `receipts`: the caller writes this state's receipts next; until it calls
@@ -523,15 +525,23 @@ class Journal:
                     f"version {version_id} is {current.state}, expected one of "
                     f"{sorted(s.value for s in expect)}"
                 )
-            merged = {**current.detail, **(detail or {})}
-            sets = ["state = ?", "updated_at = ?", "detail = ?"]
-            args: list[Any] = [state.value, now, json.dumps(merged, default=str)]
+            merged = {**current.detail, **detail} if detail else current.detail
+            sets = ["state = ?", "updated_at = ?"]
+            args: list[Any] = [state.value, now]
+            if detail:  # else the stored JSON stays as it is, not decoded and encoded again
+                sets.append("detail = ?")
+                args.append(json.dumps(merged, default=str))
             if receipts:
                 fields = {**fields, "receipts_pending": 1}
             for name, value in fields.items():
                 sets.append(f"{name} = ?")
                 args.append(value)
             db.execute(f"UPDATE versions SET {', '.join(sets)} WHERE id = ?", (*args, version_id))
+            if via is not None:
+                db.execute(
+                    "INSERT INTO events (version_id, at, state, note) VALUES (?, ?, ?, ?)",
+                    (version_id, now, via.value, None),
+                )
             if state != current.state or note:
                 db.execute(
                     "INSERT INTO events (version_id, at, state, note) VALUES (?, ?, ?, ?)",

@@ -30,7 +30,7 @@ import time
 import zipfile
 import zlib
 from collections import Counter, OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AsyncExitStack
@@ -65,6 +65,7 @@ log = logging.getLogger("bridge.migrate")
 OSLO = ZoneInfo("Europe/Oslo")
 ZIP_MARK = "!"  # journal key of a zip member: <zip path>!<member path>
 _MEMBER_SKIP = ("__MACOSX/",)
+RECEIPTS_TOLD_IN = 32  # receipts written are committed to the journal in batches this size
 # Several sending processes once an archive has this many files, at most this many.
 SENDERS_FROM = 1000
 MAX_SENDERS = 4
@@ -633,6 +634,7 @@ class RunJournal(Journal):
         self._follow = follow
         self._attempts = attempts
         self._started = started  # versions created since are this run's new ones
+        self._written: list[int] = []  # receipts written, not yet told to the journal
 
     @staticmethod
     def prepare(path: Path) -> None:
@@ -686,6 +688,30 @@ class RunJournal(Journal):
             if self.at_rest(version) and not self._rests_in(previous):
                 self._done(version)
         return version
+
+    # Receipts written are told to the journal in batches, a commit per file saved. A run
+    # killed before a batch is committed writes those receipts again (the same bytes) on its
+    # next run, as it would for a run killed between writing the receipts and saying so.
+    def receipts_written(self, version_id: int) -> None:
+        self._written.append(version_id)
+        if len(self._written) >= RECEIPTS_TOLD_IN:
+            self._tell_written()
+
+    def receipts_owed(self, *, skip: Collection[int] = ()) -> list[Version]:
+        self._tell_written()
+        return super().receipts_owed(skip=skip)
+
+    def close(self) -> None:
+        self._tell_written()
+        super().close()
+
+    def _tell_written(self) -> None:
+        told, self._written = self._written, []
+        if told:
+            with self._tx() as db:
+                db.executemany(
+                    "UPDATE versions SET receipts_pending = 0 WHERE id = ?", [(i,) for i in told]
+                )
 
     # One run at a time holds this journal (`exclusive`), so there is nobody to lease a
     # version from: two committed transactions per file saved.

@@ -408,22 +408,23 @@ class Pipeline:
             )
             return
         self.stats.converted += 1
-        version = self.journal.transition(
-            version.id,
-            State.CONVERTED,
-            receipts=self.options.interim_receipts,
-            expect=[State.SEEN],
-            praksis_id=resolution.praksis_id,
-            detail={
+        converted = {
+            "praksis_id": resolution.praksis_id,
+            "detail": {
                 "claim": dump_json(melding, indent=None),
                 "envelope": envelope,
                 "problems": [_problem_dict(p) for p in result.problems],
                 "praksis_how": resolution.how,
                 "precheck": precheck.dicts() if precheck is not None else [],
             },
+        }
+        if not self.options.interim_receipts:
+            await self._submit(version, converted=converted)  # converted and submitting at once
+            return
+        version = self.journal.transition(
+            version.id, State.CONVERTED, receipts=True, expect=[State.SEEN], **converted
         )
-        if self.options.interim_receipts:
-            self._deliver(version)
+        self._deliver(version)
         await self._submit(version)
 
     async def _precheck(
@@ -451,16 +452,21 @@ class Pipeline:
             )
         return outcome
 
-    async def _submit(self, version: Version) -> None:
-        claim_text = version.detail["claim"]  # sent as journaled, not parsed and re-encoded
+    async def _submit(self, version: Version, converted: dict[str, Any] | None = None) -> None:
+        """POST a converted version; `converted`: the fields of a version still `seen`, which
+        passes through `converted` in the same transaction (one commit fewer per file)."""
+        detail = converted["detail"] if converted else version.detail
+        claim_text = detail["claim"]  # sent as journaled, not parsed and re-encoded
         # Durably "in flight" before the POST: a crash from here on is reconciled, not resent.
         version = self.journal.transition(
             version.id,
             State.SUBMITTING,
-            expect=[State.CONVERTED],
+            expect=[State.SEEN] if converted else [State.CONVERTED],
+            via=State.CONVERTED if converted else None,
             submit_started_at=self._now(),
             claim_digest=hashlib.sha256(claim_text.encode()).hexdigest(),
             durable=True,
+            **(converted or {}),
         )
         try:
             answer = await self.kuhr.send_inn(claim_text)
