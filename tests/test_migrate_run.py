@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from test_migrate_support import (
     FIXTURES,
@@ -23,11 +22,12 @@ from test_migrate_support import (
     claim_xml,
     read_csv,
     receipts_under,
+    settings_for,
+    stats,
     write_claims,
     write_zip,
 )
 
-from bridge.config import load_settings
 from bridge.migrate import MigrateOptions, Migration
 from bridge.sandbox import start_sandbox
 
@@ -42,17 +42,6 @@ SEED_GUIDS = {
 def sandbox(tmp_path: Path):
     with start_sandbox(state_dir=tmp_path / "sandbox", clock=SEED_CLOCK, speed=120) as running:
         yield running
-
-
-def stats(sandbox) -> dict:
-    return httpx.get(f"{sandbox.info['admin_url']}/stats", timeout=10).json()
-
-
-def settings_for(tmp_path: Path):
-    return load_settings(
-        None,
-        {"kuhr.sandbox_state_dir": tmp_path / "sandbox", "watch.state_dir": tmp_path / "state"},
-    )
 
 
 def archive(tmp_path: Path) -> Path:

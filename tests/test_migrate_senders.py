@@ -16,11 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from test_migrate_support import SEED_CLOCK, claim_guid, write_claims
+from test_migrate_support import SEED_CLOCK, claim_guid, settings_for, stats, write_claims
 
-from bridge.config import load_settings
 from bridge.journal import Journal, State, part_of
 from bridge.logs import reset_logging, setup_logging
 from bridge.migrate import MigrateOptions, Migration, RunResult
@@ -31,17 +29,6 @@ from bridge.sandbox import start_sandbox
 def sandbox(tmp_path: Path):
     with start_sandbox(state_dir=tmp_path / "sandbox", clock=SEED_CLOCK, speed=120) as running:
         yield running
-
-
-def stats(sandbox) -> dict:
-    return httpx.get(f"{sandbox.info['admin_url']}/stats", timeout=10).json()
-
-
-def settings_for(tmp_path: Path):
-    return load_settings(
-        None,
-        {"kuhr.sandbox_state_dir": tmp_path / "sandbox", "watch.state_dir": tmp_path / "state"},
-    )
 
 
 def run_in_thread(migration: Migration) -> tuple[threading.Thread, list[RunResult]]:

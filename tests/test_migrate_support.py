@@ -14,6 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bridge.config import load_settings
 from bridge.legacy.writer import OSLO, write_bkm_xml
 from bridge.model import Behandlerkrav, Regning
 
@@ -22,6 +25,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
 PRAKSIS_ID = "1004326178"  # the sandbox's praksis for the writer's sender orgnr 999999999
 PATIENT_IDS = ("47908702367", "47908500667")
+
+
+def stats(sandbox) -> dict:
+    """The sandbox's counts (submissions received and accepted, per regning guid)."""
+    return httpx.get(f"{sandbox.info['admin_url']}/stats", timeout=10).json()
+
+
+def settings_for(tmp_path: Path):
+    """Settings for a run against the standalone sandbox of `tmp_path / "sandbox"`."""
+    return load_settings(
+        None,
+        {"kuhr.sandbox_state_dir": tmp_path / "sandbox", "watch.state_dir": tmp_path / "state"},
+    )
 
 
 def claim_guid(n: int) -> str:
