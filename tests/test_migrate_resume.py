@@ -95,6 +95,9 @@ def test_resume_after_sigkill_and_ctrl_c_sends_every_claim_exactly_once(
     counted = accepted(sandbox)
     assert counted["submissions_accepted"] == FILES
     assert counted["by_guid"] == {claim_guid(n): 1 for n in range(FILES)}
+    # Claims in flight at the kill were found at KUHR, not sent again to be refused as
+    # duplicates (the sandbox runs on simulated time, not the bridge's clock).
+    assert counted["submissions_received"] == FILES
     found = receipts_under(receipts)
     assert len(found) == FILES and {r["status"] for r in found.values()} == {"sendt"}
     rows = read_csv(report)

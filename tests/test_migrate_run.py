@@ -8,6 +8,7 @@ counts of accepted submissions per regning guid outlive the runs."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -226,3 +227,33 @@ def test_receipts_go_beside_the_originals_by_default(tmp_path: Path, sandbox) ->
         f"2024/krav-{n:04d}.xml.kvittering.json" for n in range(70, 73)
     ]
     assert {r["status"] for r in beside.values()} == {"sendt"}
+
+
+def test_a_claim_left_submitting_is_found_at_kuhr_not_sent_again(tmp_path: Path, sandbox) -> None:
+    """A crash after the POST and before its answer was recorded leaves `submitting`. The
+    sandbox keeps simulated time (here January 2026), not the bridge's clock, and the claim
+    must be found by its guids all the same, not refused as a duplicate of itself."""
+    root = tmp_path / "inn"
+    write_claims(root, range(80, 84))
+    options = MigrateOptions(paths=(root,), receipts_dir=tmp_path / "kvitteringer", workers=1)
+    assert Migration(settings_for(tmp_path), options).run().exit_code == 0
+    journal = tmp_path / "state" / "migrate-sandbox.db"
+    with sqlite3.connect(journal) as db:
+        version_id, kuhr_id = db.execute(
+            "SELECT id, behandlerkravmelding_id FROM versions ORDER BY id LIMIT 1"
+        ).fetchone()
+        db.execute(
+            "UPDATE versions SET state = 'submitting', behandlerkravmelding_id = NULL WHERE id = ?",
+            (version_id,),
+        )
+    received = stats(sandbox)["submissions_received"]
+
+    again = Migration(settings_for(tmp_path), options).run()
+    assert again.exit_code == 0
+    assert again.summary["outcomes"] == {"sendt": 4}
+    assert stats(sandbox)["submissions_received"] == received  # nothing was sent again
+    with sqlite3.connect(journal) as db:
+        found = db.execute(
+            "SELECT state, behandlerkravmelding_id FROM versions WHERE id = ?", (version_id,)
+        ).fetchone()
+    assert found == ("submitted", kuhr_id)
