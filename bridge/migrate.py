@@ -1084,19 +1084,25 @@ class Migration:
         part: tuple[int, int] | None = None,
         *,
         started_wall: float | None = None,
+        isolate: bool = True,
     ) -> None:
         """Convert and send the discovered files: all, or one `part` in a sending process
-        (which counts as new the versions created since the whole run's `started_wall`)."""
+        (which counts as new the versions created since the whole run's `started_wall`).
+        `isolate`: convert in a pool of processes (see `_start`)."""
         if started_wall is not None:
             self._started_wall = started_wall
         if self._loop is None:
             self._arm()
         async with AsyncExitStack() as stack:
-            pipeline, journal, reader = await self._start(stack, served, part)
+            pipeline, journal, reader = await self._start(stack, served, part, isolate)
             await self._drive(pipeline, journal, reader)
 
     async def _start(
-        self, stack: AsyncExitStack, served: Served, part: tuple[int, int] | None
+        self,
+        stack: AsyncExitStack,
+        served: Served,
+        part: tuple[int, int] | None,
+        isolate: bool,
     ) -> tuple[Any, RunJournal, SourceReader]:
         from bridge.config import ConfigError
         from bridge.kuhr.client import client_options, resolve_target, token_provider_for
@@ -1132,15 +1138,22 @@ class Migration:
         stack.callback(journal.close)
         reader = SourceReader()
         stack.callback(reader.close)
-        # This process submits on one core; with several senders, they share the rest.
-        workers = max(1, pool_workers(o.workers, leave=shares) // shares)
-        pool = await asyncio.to_thread(ConversionPool, workers, self._convert_settings())
-        stack.callback(pool.shutdown, cancel_futures=True)
+        converter = None  # the pipeline's: in a thread of this process
+        workers = 1
+        if isolate or o.workers is not None:
+            # This process submits on one core; with several senders, they share the rest.
+            workers = max(1, pool_workers(o.workers, leave=shares) // shares)
+            pool = await asyncio.to_thread(ConversionPool, workers, self._convert_settings())
+            stack.callback(pool.shutdown, cancel_futures=True)
+            converter = pool.convert
+        # Else (a sending process's first start): no process hop per file and no workers'
+        # memory. A file that crashes the converter takes the sending process down instead;
+        # it is started again with `isolate`, and the pool then names that file.
 
         pipeline = Pipeline(
             journal,
             kuhr,
-            self._pipeline_options(speed, workers, reader, pool.convert, client["max_concurrency"]),
+            self._pipeline_options(speed, workers, reader, converter, client["max_concurrency"]),
             prechecker=Prechecker.for_target(settings, target.admin_url),
         )
         return pipeline, journal, reader

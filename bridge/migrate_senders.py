@@ -14,6 +14,12 @@ progress display (the shares' counts added up) and the report. Its helpers log t
 (`bridge.logs.forwarded_logs`), redacted where they ran. A sending process that dies (the OOM
 killer, say) is started again on its share, which resumes from the journal like any run;
 after `RESTARTS_ALLOWED` such deaths the run stops and says so.
+
+A sending process converts in a thread of its own at first: a process hop per file cost
+more than the conversion itself, and each conversion process ~50 MB. A file that crashes the
+converter (a native library's bug) then takes its sending process down; the restarted one
+converts in a `ConversionPool`, which tells that file from the rest and reports it as
+CONVERT_CRASHED.
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ class _Coordinator:
         log.info("sending from %d processes, one share of the archive each", self.count)
         with forwarded_logs(self.logs):
             try:
-                self.senders = [self._start((i, self.count)) for i in range(self.count)]
+                self.senders = [
+                    self._start((i, self.count), isolate=False) for i in range(self.count)
+                ]
                 while not all(sender.finished for sender in self.senders):
                     self._pass_on_stop()
                     self._listen()
@@ -76,7 +84,8 @@ class _Coordinator:
             finally:
                 self._end_all()
 
-    def _start(self, part: tuple[int, int]) -> _Sender:
+    def _start(self, part: tuple[int, int], *, isolate: bool) -> _Sender:
+        """A sending process for `part`; `isolate`: it converts in processes of its own."""
         pipe, child_end = self.context.Pipe()
         m = self.migration
         process = self.context.Process(
@@ -90,6 +99,7 @@ class _Coordinator:
                 self.served,
                 part,
                 m.started_wall,
+                isolate,
             ),
             name=f"migrate-sender-{part[0]}",
             daemon=False,  # it starts conversion processes of its own; `exit_with_parent` ends it
@@ -136,12 +146,13 @@ class _Coordinator:
                 f"{code}); run the command again to resume"
             )
         log.warning(
-            "sending process %d ended unexpectedly (exit code %s); starting it again",
+            "sending process %d ended unexpectedly (exit code %s); starting it again, "
+            "converting in processes of its own from now on",
             sender.part[0],
             code,
         )
         sender.pipe.close()
-        fresh = self._start(sender.part)
+        fresh = self._start(sender.part, isolate=True)
         fresh.counts = sender.counts  # until it reports its own
         self.senders[self.senders.index(sender)] = fresh
         if self.asked_to_stop:
@@ -170,6 +181,7 @@ def _send_share(
     served: Served,
     part: tuple[int, int],
     started_wall: float,
+    isolate: bool,
 ) -> None:
     """A sending process: `Migration.send` over one share, its counts reported to the parent
     every quarter second, until done or told to stop (any message, or the pipe closing)."""
@@ -196,7 +208,7 @@ def _send_share(
     threading.Thread(target=listen, name="stop-listen", daemon=True).start()
     threading.Thread(target=report, name="counts", daemon=True).start()
     try:
-        asyncio.run(migration.send(served, part, started_wall=started_wall))
+        asyncio.run(migration.send(served, part, started_wall=started_wall, isolate=isolate))
     except MigrationError as err:
         finished.set()
         say("error", str(err))

@@ -70,6 +70,7 @@ def test_a_killed_sending_process_is_started_again_and_no_claim_is_sent_twice(
     counted = stats(sandbox)
     assert counted["by_guid"] == {claim_guid(n): 1 for n in range(100, 140)}
     assert "sending process 0 ended unexpectedly" in caplog.text
+    assert "converting in processes of its own from now on" in caplog.text
     assert not senders_running()
 
 
