@@ -73,7 +73,7 @@ def migrate(args: list[str], env: dict[str, str]) -> Run:
     )
     peaks = [0, 0, 0, 0]
     done = threading.Event()
-    serves: dict[int, bool] = {}  # child pid → is it the embedded sandbox (it listens)
+    kinds: dict[int, str] = {}  # child pid → "sandbox" (it listens) or "sender" (it calls)
     checked = [0.0]
 
     def sample() -> None:
@@ -85,17 +85,13 @@ def migrate(args: list[str], env: dict[str, str]) -> Run:
             except psutil.Error:
                 break
             sizes = {c.pid: _rss(c) for c in children}
-            # Sending processes are the children with conversion processes of their own.
-            parent_of = {c.pid: _parent(c) for c in children}
-            senders = sum(
-                sizes[pid]
-                for pid, parent in parent_of.items()
-                if parent == proc.pid and pid in parent_of.values()
-            )
-            if not any(serves.values()) and time.monotonic() >= checked[0] + 1.0:
-                checked[0] = time.monotonic()  # reading sockets costs: once a second, until found
-                serves.update({c.pid: _listens(c) for c in children})
-            sandbox = sum(size for pid, size in sizes.items() if serves.get(pid))
+            if time.monotonic() >= checked[0] + 1.0:
+                checked[0] = time.monotonic()  # reading sockets costs: once a second
+                for child in children:
+                    if child.pid not in kinds and (kind := _kind(child)) is not None:
+                        kinds[child.pid] = kind
+            sandbox = sum(size for pid, size in sizes.items() if kinds.get(pid) == "sandbox")
+            senders = sum(size for pid, size in sizes.items() if kinds.get(pid) == "sender")
             peaks[0] = max(peaks[0], rss)
             peaks[1] = max(peaks[1], rss + sum(sizes.values()))
             peaks[2] = max(peaks[2], sandbox)
@@ -133,18 +129,18 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
-def _parent(process: psutil.Process) -> int | None:
+def _kind(process: psutil.Process) -> str | None:
+    """ "sandbox" for the process that listens, "sender" for one talking TCP to it (the
+    sending processes; conversion workers have no sockets), None if it is neither yet."""
     try:
-        return process.ppid()
+        connections = process.net_connections(kind="tcp")
     except psutil.Error:
         return None
-
-
-def _listens(process: psutil.Process) -> bool:
-    try:
-        return any(c.status == psutil.CONN_LISTEN for c in process.net_connections(kind="tcp"))
-    except psutil.Error:
-        return False
+    if any(c.status == psutil.CONN_LISTEN for c in connections):
+        return "sandbox"
+    if any(c.status == psutil.CONN_ESTABLISHED for c in connections):
+        return "sender"
+    return None
 
 
 def mottatt_rate(journal: Path) -> tuple[float, int]:
@@ -231,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                     "≤ 250 MB",
                 )
                 row("  peak RSS, its embedded sandbox process", f"{run.peak_sandbox_mb:,.0f} MB")
-                row("  peak RSS, all together (with workers)", f"{run.peak_total_mb:,.0f} MB")
+                row("  peak RSS, all together (sandbox too)", f"{run.peak_total_mb:,.0f} MB")
             if len(e2e) == 2:
                 small, large = (e2e[s] for s in sorted(e2e))
                 growth = large.peak_senders_mb / small.peak_senders_mb - 1
