@@ -65,14 +65,14 @@ class _Coordinator:
         self.served = served
         self.count = count
         self.context: SpawnContext = multiprocessing.get_context("spawn")
-        self.logs = self.context.Queue()
+        self.forwarding = contextlib.ExitStack()  # a log queue per sending process
         self.senders: list[_Sender] = []
         self.restarts = 0
         self.asked_to_stop = False
 
     def run(self) -> None:
         log.info("sending from %d processes, one share of the archive each", self.count)
-        with forwarded_logs(self.logs):
+        with self.forwarding:
             try:
                 self.senders = [
                     self._start((i, self.count), isolate=False) for i in range(self.count)
@@ -87,12 +87,16 @@ class _Coordinator:
     def _start(self, part: tuple[int, int], *, isolate: bool) -> _Sender:
         """A sending process for `part`; `isolate`: it converts in processes of its own."""
         pipe, child_end = self.context.Pipe()
+        # A queue of its own: one killed in the middle of a write leaves that queue unusable,
+        # and only that one.
+        logs = self.context.Queue()
+        self.forwarding.enter_context(forwarded_logs(logs))
         m = self.migration
         process = self.context.Process(
             target=_send_share,
             args=(
                 child_end,
-                self.logs,
+                logs,
                 logging.getLogger().getEffectiveLevel(),
                 m.settings,
                 m.options,
