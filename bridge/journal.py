@@ -549,9 +549,12 @@ class Journal:
                 )
             return replace(current, state=state, updated_at=now, detail=merged, **fields)
 
-    def receipts_written(self, version_id: int) -> None:
+    def receipts_written(self, *version_ids: int) -> None:
+        """These versions' receipts are on disk (one transaction for all of them)."""
         with self._tx() as db:
-            db.execute("UPDATE versions SET receipts_pending = 0 WHERE id = ?", (version_id,))
+            db.executemany(
+                "UPDATE versions SET receipts_pending = 0 WHERE id = ?", [(i,) for i in version_ids]
+            )
 
     def receipts_owed(self, *, skip: Collection[int] = ()) -> list[Version]:
         """Versions whose receipts a process did not get to write (it was killed, or the

@@ -692,8 +692,8 @@ class RunJournal(Journal):
     # Receipts written are told to the journal in batches, a commit per file saved. A run
     # killed before a batch is committed writes those receipts again (the same bytes) on its
     # next run, as it would for a run killed between writing the receipts and saying so.
-    def receipts_written(self, version_id: int) -> None:
-        self._written.append(version_id)
+    def receipts_written(self, *version_ids: int) -> None:
+        self._written.extend(version_ids)
         if len(self._written) >= RECEIPTS_TOLD_IN:
             self._tell_written()
 
@@ -708,10 +708,7 @@ class RunJournal(Journal):
     def _tell_written(self) -> None:
         told, self._written = self._written, []
         if told:
-            with self._tx() as db:
-                db.executemany(
-                    "UPDATE versions SET receipts_pending = 0 WHERE id = ?", [(i,) for i in told]
-                )
+            super().receipts_written(*told)
 
     # One run at a time holds this journal (`exclusive`), so there is nobody to lease a
     # version from: two committed transactions per file saved.

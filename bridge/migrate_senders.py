@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
-from bridge.childproc import exit_with_parent, ignore_interrupts
+from bridge.childproc import (
+    ask_to_stop,
+    end_child,
+    exit_with_parent,
+    ignore_interrupts,
+    start_child,
+)
 from bridge.logs import forwarded_logs, log_to_queue
 from bridge.migrate import MigrateOptions, Migration, MigrationError, Served
 from bridge.redaction import redact_text
@@ -64,7 +70,7 @@ class _Coordinator:
         self.migration = migration
         self.served = served
         self.count = count
-        self.context: SpawnContext = multiprocessing.get_context("spawn")
+        self.context: SpawnContext = multiprocessing.get_context("spawn")  # for the queues
         self.forwarding = contextlib.ExitStack()  # a log queue per sending process
         self.senders: list[_Sender] = []
         self.restarts = 0
@@ -86,38 +92,31 @@ class _Coordinator:
 
     def _start(self, part: tuple[int, int], *, isolate: bool) -> _Sender:
         """A sending process for `part`; `isolate`: it converts in processes of its own."""
-        pipe, child_end = self.context.Pipe()
         # A queue of its own: one killed in the middle of a write leaves that queue unusable,
         # and only that one.
         logs = self.context.Queue()
         self.forwarding.enter_context(forwarded_logs(logs))
         m = self.migration
-        process = self.context.Process(
-            target=_send_share,
-            args=(
-                child_end,
-                logs,
-                logging.getLogger().getEffectiveLevel(),
-                m.settings,
-                m.options,
-                self.served,
-                part,
-                m.started_wall,
-                isolate,
-            ),
+        process, pipe = start_child(
+            _send_share,
+            logs,
+            logging.getLogger().getEffectiveLevel(),
+            m.settings,
+            m.options,
+            self.served,
+            part,
+            m.started_wall,
+            isolate,
             name=f"migrate-sender-{part[0]}",
             daemon=False,  # it starts conversion processes of its own; `exit_with_parent` ends it
         )
-        process.start()
-        child_end.close()
         return _Sender(part, process, pipe)
 
     def _pass_on_stop(self) -> None:
         if self.migration.stopping and not self.asked_to_stop:
             self.asked_to_stop = True
             for sender in self.senders:
-                with contextlib.suppress(OSError):
-                    sender.pipe.send("stop")
+                ask_to_stop(sender.pipe)
 
     def _listen(self) -> None:
         """Take the messages that came in (at most a quarter second's wait); restart a sending
@@ -126,10 +125,9 @@ class _Coordinator:
         handles: list[Any] = [s.pipe for s in waiting] + [s.process.sentinel for s in waiting]
         multiprocessing.connection.wait(handles, COUNTS_EVERY_SECONDS)
         for sender in waiting:
+            alive = sender.process.is_alive()  # before reading: a dead one has said all it will
             self._read(sender)
-            if not sender.finished and not sender.process.is_alive():
-                self._read(sender)  # what it said just before it ended
-            if not sender.finished and not sender.process.is_alive():
+            if not sender.finished and not alive:
                 self._replace(sender)
 
     def _read(self, sender: _Sender) -> None:
@@ -160,20 +158,14 @@ class _Coordinator:
         fresh.counts = sender.counts  # until it reports its own
         self.senders[self.senders.index(sender)] = fresh
         if self.asked_to_stop:
-            fresh.pipe.send("stop")
+            ask_to_stop(fresh.pipe)
 
     def _end_all(self) -> None:
         """Ask whoever still runs to stop (on an error here), then make sure they are gone."""
         for sender in self.senders:
-            if sender.process.is_alive():
-                with contextlib.suppress(OSError):
-                    sender.pipe.send("stop")
+            ask_to_stop(sender.pipe)
         for sender in self.senders:
-            sender.process.join(STOP_TIMEOUT_SECONDS)
-            if sender.process.is_alive():
-                sender.process.terminate()
-                sender.process.join(5.0)
-            sender.pipe.close()
+            end_child(sender.process, sender.pipe, STOP_TIMEOUT_SECONDS)
 
 
 def _send_share(
@@ -213,16 +205,13 @@ def _send_share(
     threading.Thread(target=report, name="counts", daemon=True).start()
     try:
         asyncio.run(migration.send(served, part, started_wall=started_wall, isolate=isolate))
+        last = ("done", migration.tally.counts())
     except MigrationError as err:
-        finished.set()
-        say("error", str(err))
+        last = ("error", str(err))
     except Exception as err:  # told to the parent, which ends the run with it
-        finished.set()
         log.exception("sending process %d failed", part[0])
-        say("error", redact_text(f"a sending process failed: {type(err).__name__}: {err}"))
-    else:
-        finished.set()
-        say("done", migration.tally.counts())
-    finally:
-        logs.close()
-        logs.join_thread()
+        last = ("error", redact_text(f"a sending process failed: {type(err).__name__}: {err}"))
+    finished.set()  # no counts after the last word
+    say(*last)
+    logs.close()
+    logs.join_thread()

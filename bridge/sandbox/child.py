@@ -18,7 +18,13 @@ import multiprocessing.connection
 from datetime import datetime
 from typing import Any
 
-from bridge.childproc import exit_with_parent, ignore_interrupts
+from bridge.childproc import (
+    ask_to_stop,
+    end_child,
+    exit_with_parent,
+    ignore_interrupts,
+    start_child,
+)
 
 START_TIMEOUT_SECONDS = 60.0  # a cold start on a busy machine imports FastAPI, uvicorn …
 STOP_TIMEOUT_SECONDS = 5.0
@@ -32,16 +38,9 @@ class SandboxProcess:
     """A sandbox serving from a child process: `.info` (the sandbox.json dict), `.stop()`."""
 
     def __init__(self, *, clock: datetime | None = None, speed: float = 1.0) -> None:
-        context = multiprocessing.get_context("spawn")  # no inherited threads or event loop
-        self._pipe, child_end = context.Pipe()
-        self._process = context.Process(
-            target=_serve,
-            args=(child_end, clock, speed),
-            name="kuhr-sandbox",
-            daemon=True,
+        self._process, self._pipe = start_child(
+            _serve, clock, speed, name="kuhr-sandbox", daemon=True
         )
-        self._process.start()
-        child_end.close()
         self.info: dict[str, Any] = self._wait_for_info()
 
     def _wait_for_info(self) -> dict[str, Any]:
@@ -64,13 +63,8 @@ class SandboxProcess:
 
     def stop(self) -> None:
         """Ask the child to stop serving; terminate it if it does not within a few seconds."""
-        with contextlib.suppress(OSError):  # it is gone already
-            self._pipe.send("stop")
-        self._process.join(STOP_TIMEOUT_SECONDS)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(STOP_TIMEOUT_SECONDS)
-        self._pipe.close()
+        ask_to_stop(self._pipe)
+        end_child(self._process, self._pipe, STOP_TIMEOUT_SECONDS)
 
     def __enter__(self) -> SandboxProcess:
         return self
