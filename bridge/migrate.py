@@ -1103,7 +1103,7 @@ class Migration:
     ) -> tuple[Any, RunJournal, SourceReader]:
         from bridge.config import ConfigError
         from bridge.kuhr.client import client_options, resolve_target, token_provider_for
-        from bridge.pipeline import Pipeline
+        from bridge.pipeline import Pipeline, run_inline
         from bridge.precheck import Prechecker
 
         settings = self.settings
@@ -1147,11 +1147,13 @@ class Migration:
         # memory. A file that crashes the converter takes the sending process down instead;
         # it is started again with `isolate`, and the pool then names that file.
 
+        options = self._pipeline_options(
+            speed, workers, reader, converter, client["max_concurrency"]
+        )
+        if part is not None:  # one of several processes, one per core: no threads' handoffs
+            options = dataclasses.replace(options, offload=run_inline)
         pipeline = Pipeline(
-            journal,
-            kuhr,
-            self._pipeline_options(speed, workers, reader, converter, client["max_concurrency"]),
-            prechecker=Prechecker.for_target(settings, target.admin_url),
+            journal, kuhr, options, prechecker=Prechecker.for_target(settings, target.admin_url)
         )
         return pipeline, journal, reader
 
@@ -1214,7 +1216,9 @@ class Migration:
             if free <= 0:
                 await self._wait(room)
                 continue
-            batch = await asyncio.to_thread(_hash_batch, sources, min(free, 64), reader, max_bytes)
+            batch = await pipeline.options.offload(
+                _hash_batch, sources, min(free, 64), reader, max_bytes
+            )
             if not batch:
                 return
             # The pipeline keeps every submission's latency for the watcher's metrics; a bulk

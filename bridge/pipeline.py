@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from bridge.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
@@ -58,6 +58,7 @@ OSLO = ZoneInfo("Europe/Oslo")
 # States the pipeline still has work for, by how far it follows a claim.
 WORKING_STATES = (State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED)
 TRACKED_STATES = (State.SUBMITTED, State.CONTROLLED)
+T = TypeVar("T")
 NEVER = 1e18  # due_at of a version nothing more will be done for
 
 
@@ -86,10 +87,20 @@ class PipelineOptions:
     read_source: Callable[[str], bytes] | None = None  # a version's bytes by its journal path
     receipt_source: Callable[[str], Path] | None = None  # the path its receipts are named for
     converter: Callable[[bytes], Awaitable[ConvertResult]] | None = None  # e.g. a process pool
+    # How the blocking steps (reading a file, converting it, the pre-control) leave the event
+    # loop: a thread, or `run_inline` in a process that is one of several per core.
+    offload: Callable[..., Awaitable[Any]] = asyncio.to_thread
     # A "venter" receipt between converted and sent. Off by default: the "sendt" receipt follows
     # within milliseconds, and each receipt write costs a file creation (the watcher's largest
     # cost per file); a submission that gets no answer writes one anyway.
     interim_receipts: bool = False
+
+
+async def run_inline(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`PipelineOptions.offload` for a process that is one of several per core: threads add
+    no parallelism there, only handoffs (each costs the GIL and a wake-up). Measured on
+    migrate's sending processes: ~15 % less CPU per file."""
+    return func(*args, **kwargs)
 
 
 @dataclass
@@ -344,7 +355,7 @@ class Pipeline:
             return
         read = self.options.read_source or _read_file
         try:
-            data = await asyncio.to_thread(read, version.path)
+            data = await self.options.offload(read, version.path)
         except OSError as err:
             self._reject(version, [unreadable(err)])
             return
@@ -372,7 +383,7 @@ class Pipeline:
         if self.options.converter is not None:
             result = await self.options.converter(data)
         else:
-            result = await asyncio.to_thread(convert, data, self._context)
+            result = await self.options.offload(convert, data, self._context)
         envelope = _envelope_dict(result.envelope)
         if any(p.code == "NOT_A_BKM" for p in result.problems):
             self.journal.transition(
@@ -439,7 +450,7 @@ class Pipeline:
             known = self._praksiser[1].praksiser
             praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
         now = await checker.now()
-        outcome = await asyncio.to_thread(
+        outcome = await self.options.offload(
             checker.check, melding, now=now, praksistype=praksis.type if praksis else None
         )
         if outcome.findings:
