@@ -176,6 +176,10 @@ class AsyncKuhrClient:
         self._rng = rng or random.Random()
         self._max_concurrency = max_concurrency
         self._semaphore: asyncio.Semaphore | None = None
+        if transport is None:
+            from bridge.kuhr.transport import kuhr_transport  # aiohttp: imported when needed
+
+            transport = kuhr_transport(verify)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             verify=verify,
