@@ -60,6 +60,7 @@ WORKING_STATES = (State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED)
 TRACKED_STATES = (State.SUBMITTED, State.CONTROLLED)
 T = TypeVar("T")
 NEVER = 1e18  # due_at of a version nothing more will be done for
+RECENT_CLAIMS = 64  # parsed claims kept for their receipts (a miss costs one parse)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,9 @@ class Pipeline:
         self._leases_renewed_at = 0.0
         self._owed_checked_at: float | None = None
         self._kuhr_seen = _KuhrSeen()
+        # The last claims converted, by the JSON text journaled for them: the receipt written
+        # a moment later reuses the parsed claim instead of parsing the journal's copy again.
+        self._recent_claims: dict[str, Behandlerkravmelding] = {}
         self._once_attempts = 3  # `--once`: transient failures tried this often
         registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
         self._context = ConvertContext(
@@ -419,10 +423,12 @@ class Pipeline:
             )
             return
         self.stats.converted += 1
+        claim_text = dump_json(melding, indent=None)
+        self._remember_claim(claim_text, melding)
         converted = {
             "praksis_id": resolution.praksis_id,
             "detail": {
-                "claim": dump_json(melding, indent=None),
+                "claim": claim_text,
                 "envelope": envelope,
                 "problems": [_problem_dict(p) for p in result.problems],
                 "praksis_how": resolution.how,
@@ -803,11 +809,7 @@ class Pipeline:
     def facts(self, version: Version) -> ReceiptFacts:
         """Everything the journal knows about a version, as receipt facts."""
         detail = version.detail
-        claim = (
-            Behandlerkravmelding.model_validate(load_json(detail["claim"]))
-            if detail.get("claim")
-            else None
-        )
+        claim = self._claim_from(detail["claim"]) if detail.get("claim") else None
         submit = SendInnResponse.model_validate(detail["submit"]) if detail.get("submit") else None
         details = (
             BehandlerkravmeldingListe.model_validate(
@@ -837,6 +839,17 @@ class Pipeline:
             timestamps=timestamps,
             message=detail.get("message") if version.state is State.FAILED else None,
         )
+
+    def _remember_claim(self, text: str, melding: Behandlerkravmelding) -> None:
+        self._recent_claims[text] = melding
+        if len(self._recent_claims) > RECENT_CLAIMS:
+            del self._recent_claims[next(iter(self._recent_claims))]  # the oldest
+
+    def _claim_from(self, text: str) -> Behandlerkravmelding:
+        known = self._recent_claims.get(text)
+        if known is not None:
+            return known
+        return Behandlerkravmelding.model_validate(load_json(text))
 
     def _deliver(self, version: Version, *, final: bool = False) -> bool:
         """Write the receipts of the state just committed (and move a final original), then
