@@ -238,6 +238,7 @@ class Journal:
         self.part = part
         self._clock = clock
         self._local = threading.local()
+        self._wal = True  # as `_db` finds it
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
         db.executescript(_SCHEMA)  # executescript manages its own transaction
@@ -259,31 +260,46 @@ class Journal:
         if db is None:
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self._wal = str(mode).lower() == "wal"  # else (a share without WAL) a rollback journal
             # NORMAL in WAL mode survives a killed process; only an OS crash or power loss can
-            # lose the last commits. The one commit that guards a side effect (submitting,
-            # before the POST) is made durable=True and waits for the disk.
+            # lose the last commits. A commit that guards a side effect (submitting, before the
+            # POST) is followed by `make_durable`.
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db
         return db
 
     @contextmanager
-    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        if durable:
-            db.execute("PRAGMA synchronous=FULL")
+        _begin(db)
         try:
-            _begin(db)
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def make_durable(self) -> None:
+        """Wait until every commit made so far, by any process, would survive a power loss.
+
+        This is the sync of the write-ahead log that synchronous=FULL makes inside every
+        COMMIT, made afterwards instead: outside the write lock (another process's commits do
+        not wait for this one's disk) and once for all the commits made meanwhile (see
+        `bridge.group_sync`). Any handle on the WAL file syncs it: a sync is of the file, not
+        of the handle. Without WAL, SQLite's rollback journal already syncs every commit."""
+        self._db()
+        if not self._wal:
+            return
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDWR)
+        except FileNotFoundError:
+            raise JournalError(f"the journal's write-ahead log {self.path}-wal is gone") from None
+        try:
+            getattr(os, "fdatasync", os.fsync)(fd)
         finally:
-            if durable:
-                db.execute("PRAGMA synchronous=NORMAL")
+            os.close(fd)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -486,7 +502,6 @@ class Journal:
         note: str | None = None,
         expect: Iterable[State] | None = None,
         detail: dict[str, Any] | None = None,
-        durable: bool = False,
         receipts: bool = False,
         via: State | None = None,
         **fields: Any,
@@ -496,7 +511,6 @@ class Journal:
         `expect`: the states it may come from; anything else raises (someone else moved it).
         `via`: a state passed through on the way, in the same transaction (its own event row).
         `detail`: merged into the stored detail JSON. Other keyword fields are columns.
-        `durable`: wait until the commit is on disk (for the state before a side effect).
         `receipts`: the caller writes this state's receipts next; until it calls
         `receipts_written`, the version is owed them.
         """
@@ -515,7 +529,7 @@ class Journal:
         if unknown:
             raise JournalError(f"unknown journal fields {sorted(unknown)}")
         now = self._clock()
-        with self._tx(durable=durable) as db:
+        with self._tx() as db:
             row = db.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no file version {version_id}")

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
 from bridge.fsutil import atomic_write
+from bridge.group_sync import GroupSync
 from bridge.journal import Journal, State, Version
 from bridge.kuhr.client import AsyncKuhrClient, KuhrError
 from bridge.kuhr.praksis import PraksisResolutionError, Sender, resolve_praksis
@@ -156,6 +157,7 @@ class Pipeline:
         self._leases_renewed_at = 0.0
         self._owed_checked_at: float | None = None
         self._kuhr_seen = _KuhrSeen()
+        self._durable = GroupSync(journal.make_durable)
         # The last claims converted, by the JSON text journaled for them: the receipt written
         # a moment later reuses the parsed claim instead of parsing the journal's copy again.
         self._recent_claims: dict[str, Behandlerkravmelding] = {}
@@ -482,9 +484,9 @@ class Pipeline:
             via=State.CONVERTED if converted else None,
             submit_started_at=self._now(),
             claim_digest=hashlib.sha256(claim_text.encode()).hexdigest(),
-            durable=True,
             **(converted or {}),
         )
+        await self._durable.wait()
         try:
             answer = await self.kuhr.send_inn(claim_text)
         except KuhrError as err:
