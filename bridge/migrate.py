@@ -1135,7 +1135,7 @@ class Migration:
         stack.callback(journal.close)
         reader = SourceReader()
         stack.callback(reader.close)
-        converter = None  # the pipeline's: in a thread of this process
+        converter = None  # the pipeline's own, on this process's event loop (below)
         workers = 1
         if isolate or o.workers is not None:
             # This process submits on one core; with several senders, they share the rest.
@@ -1146,7 +1146,6 @@ class Migration:
         # Else (a sending process's first start): no process hop per file and no workers'
         # memory. A file that crashes the converter takes the sending process down instead;
         # it is started again with `isolate`, and the pool then names that file.
-
         options = self._pipeline_options(
             speed, workers, reader, converter, client["max_concurrency"]
         )

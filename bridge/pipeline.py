@@ -100,8 +100,8 @@ class PipelineOptions:
 
 async def run_inline(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """`PipelineOptions.offload` for a process that is one of several per core: threads add
-    no parallelism there, only handoffs (each costs the GIL and a wake-up). Measured on
-    migrate's sending processes: ~15 % less CPU per file."""
+    no parallelism there, only handoffs (each costs the GIL and a wake-up). In migrate's
+    sending processes: ~10 % less CPU per file, +11 % to +25 % files/s (paired runs)."""
     return func(*args, **kwargs)
 
 
