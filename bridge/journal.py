@@ -178,6 +178,9 @@ def owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+BUSY_TIMEOUT_SECONDS = 30.0  # how long a statement waits for another writer
+
+
 def _begin(db: sqlite3.Connection) -> None:
     """BEGIN IMMEDIATE, waiting for another writer in steps of 0.1–2 ms. SQLite's own busy
     handler sleeps 1, 2, 5, 10 … ms between tries, so a writer that held the lock for a tenth
@@ -215,9 +218,6 @@ _PART_SQL = (
 )
 
 
-BUSY_TIMEOUT_SECONDS = 30.0  # how long a statement waits for another writer
-
-
 class Journal:
     """Thread-safe handle on the journal database (one connection per thread).
 
@@ -238,7 +238,7 @@ class Journal:
         self.part = part
         self._clock = clock
         self._local = threading.local()
-        self._wal = True  # as `_db` finds it
+        self._wal = True  # set by `_db`: False where SQLite could not use WAL
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
         db.executescript(_SCHEMA)  # executescript manages its own transaction
@@ -288,8 +288,8 @@ class Journal:
         COMMIT, made afterwards instead: outside the write lock (another process's commits do
         not wait for this one's disk) and once for all the commits made meanwhile (see
         `bridge.group_sync`). Any handle on the WAL file syncs it: a sync is of the file, not
-        of the handle. Without WAL, SQLite's rollback journal already syncs every commit."""
-        self._db()
+        of the handle. Without WAL, SQLite's rollback journal already syncs every commit.
+        No connection is needed: this runs in a worker thread, which would open one of its own."""
         if not self._wal:
             return
         try:

@@ -1,11 +1,11 @@
 """A real migration spread over several sending processes, one share of the archive each.
 
-One process's event loop sends 150–200 claims a second on this project's 2-core machine, and
-nearly all of that time holds the interpreter lock: the HTTP client, the JWE, the journal's
-transactions and the receipts (bench/README.md). Each sending process runs the run's own
-pipeline (`Migration.send`) over its share. The shares split the archive by content
-(`bridge.journal.part_of`): two files with the same bytes always meet in the same process,
-where the second waits for the first and is the duplicate it is. The processes share the one
+One process can use only one core: nearly all of a claim's time in it holds the interpreter
+lock (the HTTP client, the JWE, the journal's transactions and the receipts; bench/README.md).
+Each sending process runs the run's own pipeline (`Migration.send`) over its share. The
+shares split the archive by content (`bridge.journal.part_of`): two files with the same bytes
+always meet in the same process, where the second waits for the first and is the duplicate
+it is. The processes share the one
 journal (SQLite in WAL mode lets one writer at a time in) without leases, because a version
 is only ever scheduled by the process whose share it is in.
 
@@ -15,11 +15,12 @@ progress display (the shares' counts added up) and the report. Its helpers log t
 killer, say) is started again on its share, which resumes from the journal like any run;
 after `RESTARTS_ALLOWED` such deaths the run stops and says so.
 
-A sending process converts in a thread of its own at first: a process hop per file cost
-more than the conversion itself, and each conversion process ~50 MB. A file that crashes the
-converter (a native library's bug) then takes its sending process down; the restarted one
-converts in a `ConversionPool`, which tells that file from the rest and reports it as
-CONVERT_CRASHED.
+A sending process reads, converts and pre-controls on its own event loop at first
+(`bridge.pipeline.run_inline`): a process hop per file cost more than the conversion itself,
+a thread hop only added handoffs, and each conversion process takes ~50 MB. A file that
+crashes the converter (a native library's bug) then takes its sending process down; the
+restarted one converts in a `ConversionPool`, which tells that file from the rest and reports
+it as CONVERT_CRASHED.
 """
 
 from __future__ import annotations
