@@ -1,3 +1,3 @@
 """bkm-bridge: legacy BKM XML claims in, KUHR Krav API out."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

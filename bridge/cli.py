@@ -1,6 +1,7 @@
 """Every `bkm-bridge` command. Thin: parse arguments, call the modules, print, set exit codes.
 
-Exit codes: 0 all good, 1 some file or claim failed, 2 usage error (click's default).
+Exit codes: 0 all good, 1 some file or claim failed, 2 usage error (click's default) or an
+incomplete installation.
 Problems go to stderr as `FILE:LINE: CODE: sentence`; results go to stdout.
 """
 
@@ -14,10 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
+from bridge import __version__
 from bridge.batch import SourceFile, convert_to_folder, find_xml_files
 from bridge.cli_options import ConfigOpt
 from bridge.convert import DEFAULT_MAX_BYTES, ConvertContext, ConvertResult, convert_file
 from bridge.model import dump_json
+from bridge.paths import InstallationError, check_installation
 
 app = typer.Typer(
     name="bkm-bridge",
@@ -26,6 +29,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"bkm-bridge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Bridge legacy BKM XML claims to Helfo's KUHR Krav API."""
+
 
 PathsArg = Annotated[
     list[Path], typer.Argument(help="Files, or folders walked recursively for *.xml.")
@@ -195,6 +218,12 @@ _FAST_COMMANDS = {"convert", "validate"}
 
 
 def main() -> None:
+    if not {"--version", "--help"} & set(sys.argv[1:2]):
+        try:
+            check_installation()  # before any file is read: never blame a claim for it
+        except InstallationError as exc:
+            print(f"bkm-bridge: installation problem: {exc}", file=sys.stderr)
+            sys.exit(2)
     if len(sys.argv) < 2 or sys.argv[1] not in _FAST_COMMANDS:
         _register_subsystem_commands()
     app()

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from bridge.paths import shipped_folder
 from bridge.problems import Problem, Severity
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -35,7 +36,8 @@ GUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:bkm-bridge:derived-regning-
 
 
 def mappings_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "mappings"
+    """The `mappings/` folder shipped with the package (InstallationError when it is missing)."""
+    return shipped_folder("mappings")
 
 
 # --------------------------------------------------------------------------- converters

@@ -17,6 +17,7 @@ import typer
 from bridge.cli_options import ConfigOpt
 from bridge.config import ConfigError, Settings, find_config_file, load_settings
 from bridge.logs import setup_from_settings
+from bridge.paths import check_installation
 from bridge.runner import Runner, RunOptions
 
 service_app = typer.Typer(
@@ -102,7 +103,11 @@ def service_log_file(settings: Settings) -> Path:
 
 
 def service_runner(config_file: Path | None) -> Runner:
-    """The runner the Windows service wraps (logging set up for a process without console)."""
+    """The runner the Windows service wraps (logging set up for a process without console).
+
+    Raises InstallationError (logged to the event log by the service) before anything runs
+    when the shipped schemas or mapping tables are missing."""
+    check_installation()
     _, settings = load_service_settings(config_file)
     log_settings = settings.logging.model_copy(update={"log_file": service_log_file(settings)})
     setup_from_settings(log_settings, stream=None)

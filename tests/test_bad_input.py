@@ -29,7 +29,6 @@ from bridge.cli import app
 from bridge.legacy.writer import write_bkm_xml
 from bridge.model import Behandlerkrav, load_json
 
-REPO = Path(__file__).resolve().parents[1]
 PRAKSIS_ID = "1004326178"
 NAVN = "Ærlig-Østbø"
 MERKNAD = "Pasienten møtte på Ås legekontor"
@@ -407,13 +406,11 @@ class Run:
 
 def _run_measured(*args: str, cwd: Path) -> Run:
     """`python -m bridge ARGS` as a child process, with its own peak RSS (os.wait4)."""
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": pythonpath}
     out_path, err_path = cwd / ".stdout", cwd / ".stderr"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", *args], stdout=out, stderr=err, cwd=cwd, env=env
+            [sys.executable, "-m", "bridge", *args], stdout=out, stderr=err, cwd=cwd
         )
         timer = threading.Timer(120, proc.kill)
         timer.start()

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from bridge.convert import ConvertContext, convert, convert_file
 from bridge.model import dump_json, load_json, to_jsonable
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,7 +26,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         encoding="utf-8",
-        cwd=cwd or ROOT,
+        cwd=cwd or tempfile.gettempdir(),  # never the source tree: the installed package runs
         timeout=120,
         env={**os.environ, "COLUMNS": "100"},
     )
@@ -224,10 +224,10 @@ def test_python_dash_m_and_console_script_are_the_same() -> None:
 def test_an_official_xsd_dropped_in_through_the_config_wins(tmp_path: Path) -> None:
     """`[xml] xsd_dirs` in bkm-bridge.toml: the drop-in schema (stricter about element order)
     serves the BKM namespace instead of the built-in one."""
-    reordered = ROOT / "tests" / "fixtures" / "schemas" / "bkm-reordered.xml"
+    reordered = FIXTURES / "schemas" / "bkm-reordered.xml"
     assert run_cli("validate", str(reordered)).returncode == 0  # the built-in accepts it
     config = tmp_path / "bkm-bridge.toml"
-    strict = ROOT / "tests" / "fixtures" / "schemas" / "dropin-strict"
+    strict = FIXTURES / "schemas" / "dropin-strict"
     config.write_text(f'[xml]\nxsd_dirs = ["{strict.as_posix()}"]\n', encoding="utf-8")
     proc = run_cli("validate", str(reordered), "--config", str(config))
     assert proc.returncode == 1

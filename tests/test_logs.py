@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from bridge.model import Behandlerkravmelding
 from bridge.redaction import LEARNED, redact_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ROOT = Path(__file__).resolve().parents[1]
 
 # The patient in the claim below: none of this may reach a log line.
 FNR = "14057012345"
@@ -299,8 +297,7 @@ def test_watch_once_logs_json_lines_to_a_rotating_file_without_patient_data(
          "--state-dir", str(tmp_path / "state"), "--quiet-seconds", "0.2",
          "--praksis-id", "1004326178", "--sandbox-speed", "600",
          "--log-format", "json", "--log-file", str(log_file), "--log-level", "debug"],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]  # broken.xml is rejected
     lines = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]

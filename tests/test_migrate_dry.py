@@ -11,7 +11,6 @@ from pathlib import Path
 from test_migrate_support import (
     PATIENT_IDS,
     PRAKSIS_ID,
-    ROOT,
     claim_xml,
     cli_env,
     read_csv,
@@ -42,7 +41,7 @@ def test_dry_run_writes_what_convert_writes(tmp_path: Path) -> None:
     out = ["--out", str(tmp_path / "convert"), "--praksis-id", PRAKSIS_ID]
     convert = subprocess.run(
         [sys.executable, "-m", "bridge", "convert", str(a), str(b), *out],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
@@ -123,7 +122,7 @@ def test_dry_run_names_match_convert_within_one_folder(tmp_path: Path) -> None:
     out = ["--praksis-id", PRAKSIS_ID, "--out"]
     convert = subprocess.run(
         [sys.executable, "-m", "bridge", "convert", str(root), *out, str(tmp_path / "c")],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         timeout=120,

@@ -20,7 +20,6 @@ from bridge.config import load_settings
 from bridge.legacy.writer import OSLO, write_bkm_xml
 from bridge.model import Behandlerkrav, Regning
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
 PRAKSIS_ID = "1004326178"  # the sandbox's praksis for the writer's sender orgnr 999999999
@@ -111,7 +110,6 @@ def cli_env(state: Path, sandbox_state: Path | None = None) -> dict[str, str]:
     env = {
         **os.environ,
         "BKM_BRIDGE_WATCH__STATE_DIR": str(state),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     if sandbox_state is not None:
         env["BKM_BRIDGE_KUHR__SANDBOX_STATE_DIR"] = str(sandbox_state)
@@ -119,11 +117,16 @@ def cli_env(state: Path, sandbox_state: Path | None = None) -> dict[str, str]:
     return env
 
 
+def state_parent(env: dict[str, str]) -> Path:
+    """The test's own folder (the one holding the state folder): commands run there."""
+    return Path(env["BKM_BRIDGE_WATCH__STATE_DIR"]).parent
+
+
 def start_migrate(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """In its own process group, so a test can send Ctrl-C to it as a terminal does."""
     return subprocess.Popen(
         [sys.executable, "-m", "bridge", "migrate", *args],
-        cwd=ROOT,
+        cwd=state_parent(env),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -135,7 +138,7 @@ def start_migrate(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]
 def run_migrate(args: list[str], env: dict[str, str], timeout: float = 120) -> Any:
     return subprocess.run(
         [sys.executable, "-m", "bridge", "migrate", *args],
-        cwd=ROOT,
+        cwd=state_parent(env),
         env=env,
         capture_output=True,
         text=True,

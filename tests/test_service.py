@@ -560,9 +560,8 @@ def test_watch_tells_systemd_it_is_ready_pings_the_watchdog_and_says_when_it_sto
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "watch", str(inbox),
              "--state-dir", str(tmp_path / "state")],
-            cwd=ROOT,
-            env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "600000",
-                 "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "600000"},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:

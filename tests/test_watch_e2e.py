@@ -26,7 +26,6 @@ from bridge.runner import Runner, RunOptions
 from bridge.sandbox import start_sandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ROOT = Path(__file__).resolve().parents[1]
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
 PATIENT_IDS = ("47908702367", "47908500667")
 
@@ -181,7 +180,7 @@ def test_watch_once_cli_with_bad_files(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=240,
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]  # one file failed locally
@@ -210,7 +209,7 @@ def test_watch_once_cli_with_bad_files(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
     )
     assert local.returncode == 0, local.stderr
@@ -234,7 +233,7 @@ def _start_watch(inbox: Path, state: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=state.parent,
     )
 
 
@@ -302,7 +301,7 @@ def test_a_second_bridge_on_the_same_folder_is_refused(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=ROOT,
+            cwd=tmp_path,
         )
         assert second.returncode == 1
         assert "FolderLockedError" in second.stderr

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from bridge.paths import shipped_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = int(os.environ.get("BKM_RELIABILITY_FILES", "150"))
 KILLS = int(os.environ.get("BKM_RELIABILITY_KILLS", "4"))
@@ -47,7 +49,7 @@ harness = _load_harness()
 
 @pytest.fixture(scope="module")
 def apprec_schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(ROOT / "xsd" / "apprec-v1_0.xsd")))
+    return etree.XMLSchema(etree.parse(str(shipped_folder("xsd") / "apprec-v1_0.xsd")))
 
 
 def _seed() -> int:

@@ -26,7 +26,6 @@ import bridge.watcher as watcher_module
 from bridge.receipts import is_receipt_name
 from bridge.watcher import LOCK_FILE_NAME, FolderLockedError, FolderWatcher, IntakeOptions
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = 0.15
 WAIT = 10.0  # upper bound for anything that should happen "soon"; tests pass much faster
 
@@ -118,13 +117,11 @@ def make_watcher() -> Iterator[Callable[..., FolderWatcher]]:
 
 
 def run_python(code: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
     )
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
+from bridge.paths import shipped_folder
 from bridge.problems import Problem
 
 BKM_NS = "http://www.kith.no/xmlstds/bkm/2006-12-20"
@@ -74,8 +75,8 @@ class SchemaLoadError(Exception):
 
 
 def builtin_xsd_dir() -> Path:
-    """The `xsd/` folder shipped at the top of the repository."""
-    return Path(__file__).resolve().parents[2] / "xsd"
+    """The `xsd/` folder shipped with the package (InstallationError when it is missing)."""
+    return shipped_folder("xsd")
 
 
 # --------------------------------------------------------------------------- finding files

@@ -22,7 +22,6 @@ from bridge.sandbox.keys import KeyMaterial
 from bridge.sandbox.server import RunningSandbox, start_sandbox
 
 SEED_XML = FIXTURES / "seed-workflow.xml"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +335,6 @@ def _write(path: Path, text: str) -> Path:
 def test_the_installed_cli_runs_submit_wait(tmp_path: Path) -> None:
     """The real entry point (`python -m bridge`), as a separate process, no configuration."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("BKM_BRIDGE_")}
-    env["PYTHONPATH"] = str(REPO)
     done = subprocess.run(
         [sys.executable, "-m", "bridge", "submit", str(SEED_XML), "--wait"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,

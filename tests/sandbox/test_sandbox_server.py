@@ -22,7 +22,6 @@ from sandbox_testkit import Jose, keys_fixture, load_fixture, serve  # noqa: F40
 from bridge.sandbox import SandboxSettings, SandboxStartError, create_app, start_sandbox
 from bridge.sandbox.keys import KeyMaterial
 
-ROOT = Path(__file__).resolve().parents[2]
 INFO_KEYS = {
     "environment",
     "base_url",
@@ -170,20 +169,19 @@ def test_openapi_lists_the_documented_endpoints(keys: KeyMaterial) -> None:
         assert "application/jose" in submit["requestBody"]["content"]
 
 
-def test_importing_the_cli_does_not_load_the_web_stack() -> None:
+def test_importing_the_cli_does_not_load_the_web_stack(tmp_path: Path) -> None:
     code = (
         "import sys; from bridge import cli; cli._register_subsystem_commands(); "
         "import bridge.sandbox; print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.split() == ["False", "False"], out.stderr
 
 
 @pytest.mark.skipif(os.name != "posix", reason="stops the command with SIGTERM")
 def test_the_sandbox_command(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable,
         "-m",
@@ -197,7 +195,7 @@ def test_the_sandbox_command(tmp_path: Path) -> None:
         "0",
     ]
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         info_path = tmp_path / "sandbox.json"

@@ -1,0 +1,1 @@
+"""Shipped data: installed as a package so importlib.resources finds it (bridge/paths.py)."""
