@@ -40,8 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bridge.legacy.writer import BKM_NS, OSLO, Sender, write_bkm_xml  # noqa: E402
-from bridge.model import Behandlerkrav, Regning  # noqa: E402
+from bridge.core.legacy.namespaces import BKM_NS  # noqa: E402
+from bridge.core.legacy.writer import Sender, write_bkm_xml  # noqa: E402
+from bridge.core.model import Behandlerkrav, Regning  # noqa: E402
+from bridge.core.timezone import OSLO  # noqa: E402
 
 PRAKSIS_ID = "1"
 FIRST_NAMES = ["Åse", "Øystein", "Kjærsti", "Per", "Bjørn", "Ingrid", "Håkon", "Siv"]
@@ -170,7 +172,7 @@ def _user_cpu() -> float:
 
 def bridge_in_process(sources: Path, out: Path) -> tuple[float, float]:
     """(wall, user CPU) seconds for `convert SOURCES --out OUT` through the CLI's own code path."""
-    from bridge.cli import app
+    from bridge.cli.app import app
 
     args = ["convert", str(sources), "--out", str(out), "--praksis-id", PRAKSIS_ID]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -184,7 +186,7 @@ def bridge_in_process(sources: Path, out: Path) -> tuple[float, float]:
 
 def _bkm_schema() -> etree.XMLSchema:
     """The libxml2 validator of the same XSD file the bridge's registry serves for BKM."""
-    from bridge.legacy.schemas import default_registry
+    from bridge.core.legacy.schemas import default_registry
 
     source = default_registry().source(BKM_NS)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)

@@ -10,7 +10,7 @@ prints (asserting nothing):
 - dry run (`--dry-run --out`): files/s, from the difference between a full and a tenth-size
   run (start-up cancels out), and the whole command's wall time;
 - peak RSS of the migrate process alone, of it with its sending processes (a real run over
-  a large archive sends from one process per core, bridge.migrate_senders), of its embedded
+  a large archive sends from one process per core, bridge.migrate.senders), of its embedded
   sandbox's process, and of all of them with the conversion workers (psutil, sampled every
   50 ms), at two archive sizes, and the growth between them;
 - the machine's load average before and after each run (the machine may be shared).

@@ -53,8 +53,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bridge.legacy.writer import OSLO, Sender, write_bkm_xml  # noqa: E402
-from bridge.model import Behandlerkrav, Regning  # noqa: E402
+from bridge.core.legacy.writer import Sender, write_bkm_xml  # noqa: E402
+from bridge.core.model import Behandlerkrav, Regning  # noqa: E402
+from bridge.core.timezone import OSLO  # noqa: E402
 
 PRAKSIS_ID = "1004326178"  # the sandbox's default praksis for MsgHead sender orgnr 999999999
 # A receipt's `kontrollresultat` once KUHR's control has judged every regning (its overall

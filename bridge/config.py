@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.environment import Environment
+from bridge.errors import UsageError
 
 ENV_PREFIX = "BKM_BRIDGE_"
 CONFIG_ENV_VAR = "BKM_BRIDGE_CONFIG"
@@ -31,7 +32,7 @@ DEFAULT_CONFIG_NAME = "bkm-bridge.toml"
 API_PATH = "/kuhr/krav/v1"
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """The configuration cannot be read or is invalid; the message says what to fix."""
 
 

@@ -21,6 +21,9 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
+import bridge
+from bridge.errors import UsageError
+
 # What each shipped folder must hold for the bridge to read a single claim.
 _SHIPPED = {
     "xsd": ("the XML schemas", "*.xsd"),
@@ -28,7 +31,7 @@ _SHIPPED = {
 }
 
 
-class InstallationError(Exception):
+class InstallationError(UsageError):
     """bkm-bridge's own files are missing or unreadable: the installation is incomplete."""
 
 
@@ -61,8 +64,6 @@ def _real_folder(name: str) -> Path:
 
 
 def _expected_location(name: str) -> str:
-    import bridge
-
     return str(Path(bridge.__file__).resolve().parent / name)
 
 
@@ -82,3 +83,31 @@ def _copy_out(folder: Traversable, name: str) -> Path:
         if entry.is_file():
             (target / entry.name).write_bytes(entry.read_bytes())
     return target
+
+
+# --------------------------------------------------------------------------- state
+
+
+def default_state_dir() -> Path:
+    """The platform's per-user state folder (for a person at a console; a service sets
+    `[watch] state_dir`)."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("bkm-bridge", appauthor=False))
+
+
+def state_dir(configured: Path | None) -> Path:
+    """`[watch] state_dir`, else the per-user state folder."""
+    return configured or default_state_dir()
+
+
+def watch_journal_file(state: Path, environment: str) -> Path:
+    """The watcher's journal: one per KUHR environment (a sandbox run never marks a PROD
+    claim as sent)."""
+    return state / f"journal-{environment}.db"
+
+
+def migrate_journal_file(state: Path, environment: str) -> Path:
+    """A migration's journal, beside the watcher's: a watcher sharing the state folder could
+    otherwise pick up a zip member it cannot read."""
+    return state / f"migrate-{environment}.db"

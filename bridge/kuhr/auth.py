@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from jwcrypto import jwk, jwt
 
 from bridge.config import AuthMethod, AuthSettings, ConfigError
+from bridge.errors import BridgeError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 120
 
 
-class TokenError(Exception):
+class TokenError(BridgeError):
     """No token could be obtained; `hint` says what to fix."""
 
     def __init__(self, message: str, hint: str = "") -> None:

@@ -18,14 +18,15 @@ from typing import Any, Literal
 
 from jwcrypto import jwe, jwk
 
-from bridge.model import Behandlerkravmelding, dump_json
+from bridge.core.model import Behandlerkravmelding, dump_json
+from bridge.errors import BridgeError
 
 ALG = "RSA-OAEP-256"
 ENC = "A256GCM"
 Profile = Literal["direct", "nested"]
 
 
-class JwksError(Exception):
+class JwksError(BridgeError):
     """KUHR's key set is unusable (empty, no RSA encryption key, or the kid is unknown)."""
 
 

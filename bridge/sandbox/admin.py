@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from bridge.model import dump_json
+from bridge.core.model import dump_json
 from bridge.sandbox.clock import parse_iso
 from bridge.sandbox.core import Sandbox
 from bridge.sandbox.settings import ADMIN_PREFIX

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from bridge.model import (
+from bridge.core.model import (
     BehandlerkravmeldingListe,
     PraksisListe,
     SendInnResponse,

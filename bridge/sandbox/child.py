@@ -18,7 +18,7 @@ import multiprocessing.connection
 from datetime import datetime
 from typing import Any
 
-from bridge.childproc import (
+from bridge.runtime.childproc import (
     ask_to_stop,
     end_child,
     exit_with_parent,
@@ -77,7 +77,7 @@ def _serve(pipe: multiprocessing.connection.Connection, clock: datetime | None, 
     """The child: serve until the bridge says stop, closes its end, or dies."""
     ignore_interrupts()
     exit_with_parent()
-    from bridge.logs import setup_logging
+    from bridge.runtime.logs import setup_logging
     from bridge.sandbox.server import start_sandbox
 
     # Its warnings go to the bridge's stderr through the bridge's redaction, as they did from

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from bridge.model import Behandlerkravmelding, Regning
+from bridge.core.model import Behandlerkravmelding, Regning
 from bridge.sandbox.clock import as_oslo
 from bridge.sandbox.merknader import MerknadRef, merknad
 from bridge.sandbox.store import RegningRecord

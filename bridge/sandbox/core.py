@@ -12,7 +12,7 @@ from typing import Any
 
 import simplejson
 
-from bridge.model import (
+from bridge.core.model import (
     BehandlerkravmeldingListe,
     BehandlerkravmeldingStatus,
     Feilkode,

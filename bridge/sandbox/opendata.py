@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from bridge.model import dump_json
-from bridge.opendata import Takstkode, as_date, matcher
+from bridge.core.model import dump_json
+from bridge.core.takster import Takstkode, as_date, matcher
 from bridge.sandbox.core import Sandbox
 from bridge.sandbox.settings import OPNE_DATA_PREFIX
 from bridge.sandbox.takster import bundled_rows

@@ -15,7 +15,7 @@ from typing import Any
 
 from jwcrypto import jwk
 
-from bridge.model import GyldigPeriode, Praksis
+from bridge.core.model import GyldigPeriode, Praksis
 from bridge.sandbox.settings import DEV_CLIENT_ID, SCOPE_HELSEID, SCOPE_MASKINPORTEN
 
 DEFAULT_ACTOR = "lege"

@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from bridge.listen import listening_socket
+from bridge.runtime.listen import listening_socket
 from bridge.sandbox.app import create_app
 from bridge.sandbox.clock import as_oslo
 from bridge.sandbox.core import Sandbox

@@ -14,7 +14,7 @@ from typing import Any, Union, get_args, get_origin
 import simplejson
 from pydantic import AliasChoices, BaseModel, ValidationError
 
-from bridge.model import Behandlerkravmelding, Feilkode, Feilmelding, load_json
+from bridge.core.model import Behandlerkravmelding, Feilkode, Feilmelding, load_json
 
 MAX_FEILMELDINGER = 20
 # Registered JWT claims a JOSE library may add to a nested JWT's claims set.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from bridge.model import (
+from bridge.core.model import (
     BehandlerkravmeldingStatus,
     Innsending,
     Kontrollstatus,

@@ -35,7 +35,7 @@ def test_the_wheel_installs_every_file_of_the_package_and_its_data(dist: Dist) -
     missing = sorted(source for source, target in wanted.items() if target not in wheel)
     assert missing == []
     for data in (
-        "bridge/templates/status.html",
+        "bridge/daemon/templates/status.html",
         "bridge/demo/seed-arbeidsflyt.xml",
         "bridge/data/takster-snapshot.json",
         "bridge/xsd/msghead-v1_2.xsd",

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import paths
 from support.dist import ROOT, Dist, run
 
-FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURES = paths.FIXTURES
 BUILD_BUNDLE = ROOT / "service" / "offline" / "build_bundle.py"
 
 
@@ -159,7 +160,7 @@ def test_a_zipped_install_reads_its_data_from_the_zip(installed: Path, tmp_path:
     code = (
         "import sys; sys.path.insert(0, sys.argv.pop(1)); import bridge; "
         "assert '.zip' in bridge.__file__, bridge.__file__; "
-        "from bridge.cli import main; main()"
+        "from bridge.cli.app import main; main()"
     )
     done = subprocess.run(
         [

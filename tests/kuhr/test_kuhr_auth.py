@@ -30,7 +30,8 @@ from bridge.kuhr.auth import (
     load_signing_key,
     make_token_provider,
 )
-from bridge.kuhr.client import KuhrClient, resolve_target, token_provider_for
+from bridge.kuhr.client import KuhrClient
+from bridge.kuhr.target import resolve_target, token_provider_for
 from bridge.sandbox.server import RunningSandbox, start_sandbox
 
 SUPPLIER_ORGNR = "888888888"

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kuhr_testing import FAST_RETRY, seed_melding
+from support.kuhr import FAST_RETRY, seed_melding
 
+from bridge.core.model import Behandlerkravmelding, BehandlerkravmeldingListe, PraksisListe
 from bridge.kuhr.client import (
     AsyncKuhrClient,
     KuhrAuthError,
@@ -19,7 +20,6 @@ from bridge.kuhr.client import (
     KuhrUnavailable,
     RetryPolicy,
 )
-from bridge.model import Behandlerkravmelding, BehandlerkravmeldingListe, PraksisListe
 
 SEED_GUIDS = {
     "f0bcd358-0676-49c7-94f8-c055c4b21332",
@@ -196,7 +196,7 @@ def test_token_expired_at_kuhr_refreshes_once_on_401(
     from dataclasses import replace
 
     from bridge.config import load_settings
-    from bridge.kuhr.client import client_options, resolve_target, token_provider_for
+    from bridge.kuhr.target import client_options, resolve_target, token_provider_for
     from bridge.sandbox.server import start_sandbox
     from bridge.sandbox.settings import SandboxSettings
 
@@ -255,7 +255,7 @@ def test_concurrent_submissions_share_one_token(
     sandbox: Any, admin: Any, make_client: Callable[..., KuhrClient]
 ) -> None:
     from bridge.config import load_settings
-    from bridge.kuhr.client import client_options, resolve_target, token_provider_for
+    from bridge.kuhr.target import client_options, resolve_target, token_provider_for
 
     settings = load_settings(None, {})
     target = resolve_target(settings, sandbox.info, embedded=True)

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from kuhr_testing import FIXTURES
+from support.kuhr import FIXTURES
 from typer.testing import CliRunner
 
-from bridge.kuhr.command import register
+from bridge.cli.kuhr import register
 from bridge.sandbox.keys import KeyMaterial
 from bridge.sandbox.server import RunningSandbox, start_sandbox
 

@@ -12,7 +12,7 @@ from bridge.config import (
     Environment,
     load_settings,
 )
-from bridge.kuhr.client import resolve_target
+from bridge.kuhr.target import resolve_target
 
 TOML = """
 [kuhr]

@@ -7,16 +7,16 @@ import base64
 import json
 import re
 import zlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jwcrypto import jwe, jwk
+from support import paths
 
+from bridge.core.model import Behandlerkravmelding, load_json
 from bridge.kuhr.jwe import JwksCache, JwksError, encrypt_claim
-from bridge.model import Behandlerkravmelding, load_json
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "kuhr"
+FIXTURES = paths.FIXTURES / "kuhr"
 
 
 @pytest.fixture(scope="module")

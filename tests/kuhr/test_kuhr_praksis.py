@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import paths
 
 from bridge.config import PraksisRule
-from bridge.kuhr.praksis import PraksisResolutionError, Sender, resolve_praksis
-from bridge.model import Behandlerkrav, PraksisListe, load_json
+from bridge.core.model import Behandlerkrav, PraksisListe, load_json
+from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "kuhr"
+FIXTURES = paths.FIXTURES / "kuhr"
 KURBADET = Sender(orgnr="999999999")
 
 

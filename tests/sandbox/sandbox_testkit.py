@@ -11,17 +11,17 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from jwcrypto import jwe, jwk, jwt
+from support import paths
 
 from bridge.sandbox import RunningSandbox, SandboxSettings, start_sandbox
 from bridge.sandbox.keys import KeyMaterial, generate_keys
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "sandbox"
+FIXTURES = paths.FIXTURES / "sandbox"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 API = "/kuhr/krav/v1"

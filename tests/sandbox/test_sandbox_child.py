@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from bridge.precheck import sandbox_clock
+from bridge.flow.precheck import sandbox_clock
 from bridge.sandbox.child import SandboxProcess
 from bridge.sandbox.clock import parse_iso
 

@@ -171,7 +171,7 @@ def test_openapi_lists_the_documented_endpoints(keys: KeyMaterial) -> None:
 
 def test_importing_the_cli_does_not_load_the_web_stack(tmp_path: Path) -> None:
     code = (
-        "import sys; from bridge import cli; cli._register_subsystem_commands(); "
+        "import sys; from bridge.cli import app as cli; cli._register_subsystem_commands(); "
         "import bridge.sandbox; print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
     )
     out = subprocess.run(

@@ -18,7 +18,7 @@ from sandbox_testkit import (  # noqa: F401 (fixtures)
     serve,
 )
 
-from bridge.model import RegningResultat, load_json
+from bridge.core.model import RegningResultat, load_json
 from bridge.sandbox import RunningSandbox, SandboxSettings
 from bridge.sandbox.keys import KeyMaterial
 

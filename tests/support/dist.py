@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout, or CI's unpacked sdist
+from support.paths import ROOT  # the checkout, or CI's unpacked sdist
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,20 @@
+"""The functional core: bytes → claim or problems (`convert`), claim → findings (`precheck`),
+facts → receipt data and AppRec bytes (`receipts`, `apprec`). No I/O: no file, network, clock
+or settings is read here; everything is handed in. (The one exception is the data shipped
+with the package – schemas, mapping tables, code lists – read once, lazily.)
+"""
+
+__all__ = [
+    "apprec",
+    "convert",
+    "legacy",
+    "mapping",
+    "model",
+    "outcomes",
+    "praksis",
+    "precheck",
+    "problems",
+    "receipts",
+    "takster",
+    "timezone",
+]

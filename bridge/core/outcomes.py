@@ -1,0 +1,105 @@
+"""One vocabulary for where a file version stands, shared by the journal, the receipts, the
+migration's progress and report, `status --local` and the status page.
+
+`State` is the journal's state machine (the values are stored in journals: never rename one).
+`Status` is the word people and scripts read: the overall `status` of a receipt, a report row's
+outcome, a dry run's outcome. `status_of(state)` is what a state says by itself; a receipt
+refines `controlled` with KUHR's control result (godkjent, delvis_godkjent, avvist) and the
+payment words.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    SEEN = "seen"
+    REJECTED = "rejected"
+    CONVERTED = "converted"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    FEIL_I_MELDING = "feil_i_melding"
+    CONTROLLED = "controlled"
+    PAID = "paid"
+    NO_PAYMENT = "no_payment"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Status(StrEnum):
+    VENTER = "venter"
+    SENDT = "sendt"
+    FEILET_MIDLERTIDIG = "feilet_midlertidig"
+    AVVIST_LOKALT = "avvist_lokalt"
+    FEIL_I_MELDING = "feil_i_melding"
+    DUPLIKAT = "duplikat"
+    GODKJENT = "godkjent"
+    DELVIS_GODKJENT = "delvis_godkjent"
+    AVVIST = "avvist"
+    SENDT_TIL_UTBETALING = "sendt_til_utbetaling"
+    UTBETALT = "utbetalt"
+    INGEN_UTBETALING = "ingen_utbetaling"
+    IGNORERT = "ignorert"
+    KONTROLLERT = "kontrollert"  # controlled, before the regninger's results are read
+    KONVERTERT = "konvertert"  # a dry run: converted, would be sent
+    IKKE_BEHANDLET = "ikke_behandlet"  # a migration report: not reached in this run
+
+
+# The overall `status` words, and the sentence a receipt carries when the caller gives none.
+STATUS_SENTENCES: dict[str, str] = {
+    "venter": "The file is queued or being sent to KUHR; nothing to do yet.",
+    "sendt": "KUHR has received the claim; the control result is not ready yet.",
+    "feilet_midlertidig": (
+        "Sending or following the claim failed for a transient reason; the bridge will retry."
+    ),
+    "avvist_lokalt": (
+        "The file was not sent: fix the problems listed under problemer and save the file again."
+    ),
+    "feil_i_melding": (
+        "KUHR refused the message (see feilmeldinger); nothing was processed. Fix and resend."
+    ),
+    "duplikat": "The same content was already taken from another file; it was not sent again.",
+    "godkjent": "All regninger were approved.",
+    "delvis_godkjent": (
+        "Some regninger were rejected (see their merknader); the others were approved."
+    ),
+    "avvist": "All regninger were rejected (see their merknader).",
+    "sendt_til_utbetaling": "The approved regninger are part of a vedtak and sent for payment.",
+    "utbetalt": "The payment has been made (see vedtak).",
+    "ingen_utbetaling": "KUHR decided that no payment will be made (see vedtak).",
+    "ignorert": "The file is not a behandlerkravmelding and was ignored.",
+    "kontrollert": "KUHR has controlled the claim; each regning's result is in regninger.",
+    "konvertert": "Dry run: the file converts cleanly and would be sent.",
+    "ikke_behandlet": "The run ended before this file was processed; run it again to go on.",
+}
+
+
+_OF_STATE = {
+    State.SEEN: Status.VENTER,
+    State.CONVERTED: Status.VENTER,
+    State.SUBMITTING: Status.VENTER,
+    State.SUBMITTED: Status.SENDT,
+    State.REJECTED: Status.AVVIST_LOKALT,
+    State.FEIL_I_MELDING: Status.FEIL_I_MELDING,
+    State.CONTROLLED: Status.KONTROLLERT,
+    State.PAID: Status.UTBETALT,
+    State.NO_PAYMENT: Status.INGEN_UTBETALING,
+    State.DUPLICATE: Status.DUPLIKAT,
+    State.SKIPPED: Status.IGNORERT,
+    State.FAILED: Status.FEILET_MIDLERTIDIG,
+}
+
+
+def status_of(state: State) -> Status:
+    """The word a journal state says by itself (without KUHR's per-regning results)."""
+    return _OF_STATE[state]
+
+
+# Outcomes that need someone to act, and outcomes of files not finished yet.
+FAILED = frozenset({Status.AVVIST_LOKALT, Status.FEIL_I_MELDING, Status.FEILET_MIDLERTIDIG})
+UNFINISHED = frozenset({Status.VENTER, Status.IKKE_BEHANDLET})
+# Journal states that went well, and those that did not (status page colours).
+GOOD_STATES = frozenset({State.CONTROLLED, State.PAID, State.NO_PAYMENT, State.DUPLICATE})
+BAD_STATES = frozenset({State.REJECTED, State.FEIL_I_MELDING, State.FAILED})

@@ -1,0 +1,15 @@
+"""The long-running bridge: folder intake (`watcher`), the runner behind `watch`, the Windows
+service and systemd (`runner`, `service`, `winservice`, `systemd`), and what operators see
+(`health`, `metrics`, `status_page`).
+"""
+
+__all__ = [
+    "health",
+    "metrics",
+    "runner",
+    "service",
+    "status_page",
+    "systemd",
+    "watcher",
+    "winservice",
+]

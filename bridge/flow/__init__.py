@@ -1,0 +1,16 @@
+"""One file version through the journal: the journal (`journal`) and its typed record
+(`records`), the pipeline's steps (`pipeline`, with `options`), reconciliation with KUHR
+(`reconcile`), receipt delivery (`delivery`), the pre-control step (`precheck`), and the one
+place that builds these parts from the settings (`assembly`).
+"""
+
+__all__ = [
+    "assembly",
+    "delivery",
+    "journal",
+    "options",
+    "pipeline",
+    "precheck",
+    "reconcile",
+    "records",
+]

@@ -1,0 +1,690 @@
+"""One file version through convert → submit → track, driven by its journal state.
+
+The pipeline never trusts memory: every step reads the version from the journal, does one
+thing, and commits the next state. The POST happens only after `submitting` is durably on disk;
+a version found in `submitting` (a crash, a lost answer) is reconciled against KUHR's overview
+before anything is sent again, and KUHR's DUPLIKAT_KRAV is read as "already there, find it".
+Receipts are rewritten after every step from what the journal holds, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.core.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
+from bridge.core.legacy.read import Envelope
+from bridge.core.legacy.schemas import SchemaRegistry, default_registry
+from bridge.core.model import (
+    Behandlerkravmelding,
+    BehandlerkravmeldingListe,
+    BehandlerkravmeldingStatus,
+    Feilkode,
+    Kontrollstatus,
+    Meldingsstatus,
+    PraksisListe,
+    SendInnResponse,
+    Utbetalingsstatus,
+    dump_json,
+    load_json,
+)
+from bridge.core.outcomes import State
+from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
+from bridge.core.precheck import PrecheckOutcome
+from bridge.core.problems import Problem
+from bridge.flow.delivery import Delivery
+from bridge.flow.journal import Journal, Version
+from bridge.flow.options import NEVER, PipelineOptions
+from bridge.flow.precheck import Prechecker
+from bridge.flow.reconcile import Reconciler
+from bridge.kuhr.client import AsyncKuhrClient, KuhrError
+from bridge.runtime.group_sync import GroupSync
+
+log = logging.getLogger("bridge.pipeline")
+
+# States the pipeline still has work for, by how far it follows a claim.
+WORKING_STATES = (State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED)
+TRACKED_STATES = (State.SUBMITTED, State.CONTROLLED)
+
+
+@dataclass
+class PipelineStats:
+    """Counters for metrics and the --once summary."""
+
+    converted: int = 0
+    rejected: int = 0
+    submitted: int = 0
+    controlled: int = 0
+    failed_attempts: int = 0
+    submit_latency: list[float] = field(default_factory=list)  # seconds, file seen → mottatt
+
+
+class Pipeline:
+    def __init__(
+        self,
+        journal: Journal,
+        kuhr: AsyncKuhrClient,
+        options: PipelineOptions,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        prechecker: Prechecker | None = None,
+    ) -> None:
+        self.journal = journal
+        self.kuhr = kuhr
+        self.options = options
+        self.prechecker = prechecker  # the pre-control (None: none)
+        self.stats = PipelineStats()
+        self._now = wall_clock
+        self._wakeup = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._praksiser: tuple[float, PraksisListe] | None = None
+        self._praksis_lock = asyncio.Lock()
+        self._leases_renewed_at = 0.0
+        self.reconciler = Reconciler(
+            journal, kuhr, environment=options.environment, clock=wall_clock
+        )
+        self.delivery = Delivery(journal, options, clock=wall_clock)
+        self._durable = GroupSync(journal.make_durable)
+        self._once_attempts = 3  # `--once`: transient failures tried this often
+        registry = SchemaRegistry(extra_dirs=options.xsd_dirs) if options.xsd_dirs else None
+        self._context = ConvertContext(
+            allow_mismatch=options.allow_mismatch, max_bytes=options.max_bytes, registry=registry
+        )
+        # Compiled here, once, before conversions start on worker threads (and a broken
+        # drop-in XSD stops the start instead of failing every file).
+        (registry or default_registry()).compile_all()
+
+    # ------------------------------------------------------------------ intake
+
+    def offer(self, path: Path, root: Path | None = None) -> Version | None:
+        """A complete file: register this version of it (by content) and wake the workers."""
+        try:
+            stat = path.stat()
+            known = self.journal.latest_for_path(str(path))
+            if (
+                known is not None
+                and known.size == stat.st_size
+                and known.detail.mtime_ns == stat.st_mtime_ns
+            ):
+                return known  # unchanged since it was seen (a restart hands every file over)
+            size = stat.st_size
+            data = path.read_bytes() if size <= self.options.max_bytes else None
+            sha = _sha256_of_file(path) if data is None else hashlib.sha256(data).hexdigest()
+        except OSError as err:
+            return self._offer_unreadable(path, root, err)
+        version, created = self.journal.record_seen(
+            str(path),
+            sha,
+            size,
+            detail={"root": str(root) if root else None, "mtime_ns": stat.st_mtime_ns},
+            # Due from now, not from 0: new files and status polls take turns by time, so
+            # a burst of files does not starve the claims already at KUHR.
+            due_at=self._now(),
+        )
+        if created:
+            log.info("new file version %s (%s…)", path.name, sha[:12])
+            self._wakeup.set()
+        return version
+
+    def _offer_unreadable(self, path: Path, root: Path | None, err: OSError) -> Version | None:
+        """A file that vanished or cannot be read still gets a receipt saying so. Its version
+        key is a placeholder; `bkm-bridge retry` re-reads it once the cause is fixed."""
+        log.warning("cannot read %s: %s", path.name, err.strerror or type(err).__name__)
+        marker = hashlib.sha256(f"unreadable:{path}:{type(err).__name__}".encode()).hexdigest()
+        where = {"root": str(root) if root else None}
+        version, created = self.journal.record_seen(str(path), marker, 0, detail=where)
+        if not created:
+            if version.state is not State.SEEN:
+                return version
+            self.journal.transition(version.id, State.SEEN, detail=where)
+        self._reject(self.journal.get(version.id), [unreadable(err)])
+        return version
+
+    def offer_content(
+        self, key: str, sha256: str, size: int, root: Path | None = None
+    ) -> tuple[Version, bool]:
+        """Register a version the caller has read and hashed itself (a bulk run; a zip member,
+        whose key is `ZIP!MEMBER`, is read back through `read_source`). (version, created)."""
+        detail = {"root": str(root) if root else None}
+        version, created = self.journal.record_seen(key, sha256, size, detail=detail)
+        if created:
+            self._wakeup.set()
+        return version, created
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------ driving
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work on due versions until `stop` is set; finishes steps already started."""
+        while not stop.is_set():
+            self.delivery.deliver_owed(self._inflight.keys())
+            self._start_due()
+            self._wakeup.clear()
+            waiter = asyncio.ensure_future(self._wakeup.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=self._sleep_for(), return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+        await self.drain_inflight()
+
+    async def run_until_settled(self, *, max_transient_attempts: int = 3) -> None:
+        """For `--once`: work until no version has anything left to do at this depth of
+        following (transient failures are retried a few times, then left failed)."""
+        self._once_attempts = max_transient_attempts
+        while True:
+            self.delivery.deliver_owed(self._inflight.keys())
+            self._start_due(once=True)
+            if not self._inflight and not self._unsettled():
+                return
+            self._wakeup.clear()
+            waiter = asyncio.ensure_future(self._wakeup.wait())
+            await asyncio.wait({waiter}, timeout=min(self._sleep_for(), 0.5))
+            waiter.cancel()
+
+    async def drain_inflight(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _unsettled(self) -> list[Version]:
+        states = [*WORKING_STATES]
+        if self.options.track:
+            states.append(State.SUBMITTED)
+        if self.options.track and self.options.follow == "payment":
+            states.append(State.CONTROLLED)
+        pending = self.journal.versions(states)
+        limit = self._once_attempts
+        return [v for v in pending if not (v.state is State.FAILED and v.attempts >= limit)]
+
+    def _active_states(self) -> list[State]:
+        return [*WORKING_STATES, *(TRACKED_STATES if self.options.track else ())]
+
+    def _sleep_for(self) -> float:
+        upcoming = self.journal.next_due(self._active_states())
+        if upcoming is None:
+            return 1.0
+        return max(0.01, min(1.0, upcoming - self._now()))
+
+    def _renew_leases(self) -> None:
+        """Keep the leases of steps still running (a POST with retries can outlast one)."""
+        now = self._now()
+        if now - self._leases_renewed_at < self.options.lease_seconds / 3:
+            return
+        self._leases_renewed_at = now
+        for version_id in list(self._inflight):
+            self.journal.acquire(version_id, seconds=self.options.lease_seconds)
+
+    def _start_due(self, *, once: bool = False) -> None:
+        self._renew_leases()
+        free = self.options.concurrency - len(self._inflight)
+        if free <= 0:
+            return
+        due = self.journal.due(
+            self._active_states(),
+            now=self._now(),
+            limit=free,
+            skip=self._inflight.keys(),
+            failed_below=self._once_attempts if once else None,
+        )
+        for version in due:
+            if not self.journal.acquire(version.id, seconds=self.options.lease_seconds):
+                continue
+            task = asyncio.create_task(self._step(version.id))
+            self._inflight[version.id] = task
+            task.add_done_callback(lambda _t, vid=version.id: self._done(vid))
+
+    def _done(self, version_id: int) -> None:
+        self._inflight.pop(version_id, None)
+        self._wakeup.set()
+
+    async def _step(self, version_id: int) -> None:
+        try:
+            await self._step_now(self.journal.get(version_id))
+        except Exception:  # one file's trouble never stops the others
+            log.exception("unexpected error on file version %s", version_id)
+            self._transient(self.journal.get(version_id), "unexpected internal error")
+        finally:
+            self.journal.release(version_id)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _retry(self, version: Version) -> None:
+        """A transient failure is due again: start over from the step that failed."""
+        resume = State(version.detail.resume or State.SEEN.value)
+        self.journal.transition(version.id, resume, note="retrying after a transient failure")
+        await self._step_now(self.journal.get(version.id), retrying=True)
+
+    async def _step_now(self, version: Version, *, retrying: bool = False) -> None:
+        """The step of the version's state (a retry only resumes converting or sending)."""
+        handler = {
+            State.SEEN: self._convert,
+            State.CONVERTED: self._submit,
+            State.SUBMITTING: self._reconcile,
+            **({} if retrying else self._later_steps()),
+        }.get(version.state)
+        if handler is not None:
+            await handler(version)
+
+    def _later_steps(self) -> dict[State, Callable[[Version], Awaitable[None]]]:
+        return {
+            State.FAILED: self._retry,
+            State.SUBMITTED: self._track,
+            State.CONTROLLED: self._track,
+        }
+
+    async def _convert(self, version: Version) -> None:
+        path = version.file
+        if version.size > self.options.max_bytes:
+            # Refused without reading it into memory.
+            self._reject(version, [too_large(version.size, self.options.max_bytes)])
+            return
+        read = self.options.read_source or _read_file
+        try:
+            data = await self.options.offload(read, version.path)
+        except OSError as err:
+            self._reject(version, [unreadable(err)])
+            return
+        if hashlib.sha256(data).hexdigest() != version.sha256:
+            # Changed since it was seen: this version no longer exists on disk.
+            self.journal.transition(
+                version.id,
+                State.SKIPPED,
+                note="replaced by newer content before it was read",
+                due_at=NEVER,
+            )
+            if self.options.read_source is None:  # a bulk run re-reads on its next run
+                self.offer(path, version.detail.root_path)
+            return
+        earlier = self.journal.sent_version_with_content(version.sha256, excluding=version.id)
+        if earlier is not None:
+            self._finish(
+                version,
+                State.DUPLICATE,
+                duplicate_of=earlier.id,
+                note=f"same content as {earlier.path}, already sent",
+                detail={"duplicate_of_path": earlier.path},
+            )
+            return
+        if self.options.converter is not None:
+            result = await self.options.converter(data)
+        else:
+            result = await self.options.offload(convert, data, self._context)
+        envelope = result.envelope
+        if any(p.code == "NOT_A_BKM" for p in result.problems):
+            self.journal.transition(
+                version.id, State.SKIPPED, note="not a behandlerkravmelding", due_at=NEVER
+            )
+            return
+        if not result.ok or result.behandlerkrav is None:
+            self._reject(version, result.problems, envelope=envelope)
+            return
+        try:
+            resolution = await self._resolve_praksis(result, version)
+        except PraksisResolutionError as err:
+            problem = Problem("PRAKSIS_MISSING", str(err).replace("\n", " "))
+            self._reject(version, [*result.problems, problem], envelope=envelope)
+            return
+        except KuhrError as err:
+            self._transient(version, f"could not fetch the praksis list: {err}", resume=State.SEEN)
+            return
+        melding = Behandlerkravmelding(
+            praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
+        )
+        # The log redaction learns this claim's names and diagnoses, so that free text
+        # mentioning them (an exception message, say) is scrubbed too.
+        if self.options.learn_patient_data is not None:
+            self.options.learn_patient_data(melding)
+        precheck = await self._precheck(version, melding, resolution)
+        if precheck is not None and precheck.blocks:
+            self._reject(
+                version,
+                [*result.problems, *precheck.problems()],
+                envelope=envelope,
+                precheck=precheck.dicts(),
+                claim=dump_json(melding, indent=None),
+            )
+            return
+        self.stats.converted += 1
+        claim_text = dump_json(melding, indent=None)
+        self.delivery.remember_claim(claim_text, melding)
+        converted = {
+            "praksis_id": resolution.praksis_id,
+            "detail": {
+                "claim": claim_text,
+                "envelope": envelope,
+                "problems": tuple(result.problems),
+                "praksis_how": resolution.how,
+                "precheck": precheck.dicts() if precheck is not None else [],
+            },
+        }
+        if not self.options.interim_receipts:
+            await self._submit(version, converted=converted)  # converted and submitting at once
+            return
+        version = self.journal.transition(
+            version.id, State.CONVERTED, receipts=True, expect=[State.SEEN], **converted
+        )
+        self.delivery.deliver(version)
+        await self._submit(version)
+
+    async def _precheck(
+        self, version: Version, melding: Behandlerkravmelding, resolution: Any
+    ) -> PrecheckOutcome | None:
+        """The pre-control, offline from the takst cache; None when it is off."""
+        checker = self.prechecker
+        if checker is None or not checker.enabled:
+            return None
+        praksis = resolution.praksis
+        if praksis is None and self._praksiser is not None:  # a praksisId given by flag/rule
+            known = self._praksiser[1].praksiser
+            praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
+        now = await checker.now()
+        outcome = await self.options.offload(
+            checker.check, melding, now=now, praksistype=praksis.type if praksis else None
+        )
+        if outcome.findings:
+            codes = ", ".join(sorted({f.code for f in outcome.findings}))
+            log.info(
+                "pre-control of %s: %d finding(s): %s",
+                version.file.name,
+                len(outcome.findings),
+                codes,
+            )
+        return outcome
+
+    async def _submit(self, version: Version, converted: dict[str, Any] | None = None) -> None:
+        """POST a converted version; `converted`: the fields of a version still `seen`, which
+        passes through `converted` in the same transaction (one commit fewer per file)."""
+        claim_text = converted["detail"]["claim"] if converted else version.detail.claim
+        assert claim_text is not None  # sent as journaled, not parsed and re-encoded
+        # Durably "in flight" before the POST: a crash from here on is reconciled, not resent.
+        version = self.journal.transition(
+            version.id,
+            State.SUBMITTING,
+            expect=[State.SEEN] if converted else [State.CONVERTED],
+            via=State.CONVERTED if converted else None,
+            submit_started_at=self._now(),
+            claim_digest=hashlib.sha256(claim_text.encode()).hexdigest(),
+            **(converted or {}),
+        )
+        await self._durable.wait()
+        try:
+            answer = await self.kuhr.send_inn(claim_text)
+        except KuhrError as err:
+            # Unknown whether it landed: reconcile later, never blindly resend.
+            self.stats.failed_attempts += 1
+            self.delivery.deliver(
+                self._later(version, f"no answer from KUHR: {err}", receipts=True)
+            )
+            return
+        await self._after_answer(version, answer)
+
+    async def _after_answer(self, version: Version, answer: SendInnResponse) -> None:
+        answer_json = answer.model_dump(
+            mode="json",
+            exclude_none=True,
+            include={"behandlerkravmeldingId", "status", "feilmeldinger"},
+        )
+        codes = {f.kode for f in answer.feilmeldinger or []}
+        if answer.behandlerkravmeldingId and not answer.feilmeldinger:
+            self.stats.submitted += 1
+            self.stats.submit_latency.append(self._now() - version.created_at)
+            version = self.journal.transition(
+                version.id,
+                State.SUBMITTED,
+                expect=[State.SUBMITTING],
+                behandlerkravmelding_id=answer.behandlerkravmeldingId,
+                due_at=self._now() + self.options.poll_first,
+                attempts=0,
+                detail={"submit": answer_json},
+                note="mottatt",
+                receipts=True,
+            )
+            log.info("%s: mottatt by KUHR as %s", version.file.name, answer.behandlerkravmeldingId)
+            self.delivery.deliver(version)
+            return
+        if codes == {Feilkode.DUPLIKAT_KRAV.value}:
+            # KUHR already has exactly this message: it is there, find it.
+            self.journal.transition(
+                version.id,
+                State.SUBMITTING,
+                note="KUHR says DUPLIKAT_KRAV: finding it",
+                detail={"duplicate_answer": True, "duplicate_answer_at": self._now()},
+                due_at=0.0,
+            )
+            await self._reconcile(self.journal.get(version.id))
+            return
+        self._finish(
+            version,
+            State.FEIL_I_MELDING,
+            detail={"submit": answer_json},
+            behandlerkravmelding_id=answer.behandlerkravmeldingId,
+            note="KUHR's technical control rejected the message",
+        )
+
+    async def _reconcile(self, version: Version) -> None:
+        """A version left `submitting`: find it at KUHR, or send it (again) if it is not there."""
+        melding = Behandlerkravmelding.model_validate(load_json(version.detail.claim or "{}"))
+        try:
+            found = await self.reconciler.find(version, melding)
+        except KuhrError as err:
+            self._later(version, f"cannot reconcile yet: {err}")
+            return
+        if found is not None:
+            self.stats.submitted += 1
+            version = self.journal.transition(
+                version.id,
+                State.SUBMITTED,
+                behandlerkravmelding_id=found,
+                due_at=self._now(),
+                attempts=0,
+                note="found at KUHR after an interrupted submission",
+                detail={"submit": {"behandlerkravmeldingId": found, "status": "mottatt"}},
+                receipts=True,
+            )
+            self.delivery.deliver(version)
+            return
+        if version.detail.duplicate_answer:
+            self._transient(
+                version,
+                "KUHR reports the claim as a duplicate but it is not in the overview yet",
+                resume=State.SUBMITTING,
+                keep_state=True,
+            )
+            return
+        log.info("%s: not at KUHR after an interrupted submission; sending it", version.file.name)
+        version = self.journal.transition(version.id, State.CONVERTED, note="not at KUHR: resend")
+        await self._submit(version)
+
+    async def _track(self, version: Version) -> None:
+        assert version.behandlerkravmelding_id is not None
+        try:
+            details = await self.kuhr.hent_behandlerkravmelding(version.behandlerkravmelding_id)
+        except KuhrError as err:
+            self._later(version, f"status not available: {err}")
+            return
+        entries = details.behandlerkravmeldinger
+        stored = _details_json(details)
+        changed = stored != version.detail.details
+        main = entries[0] if entries else None
+        state, final = self._state_from(version.state, main)
+        polls = version.detail.polls + 1
+        due = NEVER if final else self._now() + self._poll_interval(polls, state)
+        previous = version.state
+        version = self.journal.transition(
+            version.id,
+            state,
+            detail={"details": stored, "polls": polls},
+            due_at=due,
+            attempts=0,
+            note=_status_note(main) if changed else None,
+            receipts=changed or final,
+        )
+        if previous is State.SUBMITTED and state in (
+            State.CONTROLLED,
+            State.PAID,
+            State.NO_PAYMENT,
+        ):
+            self.stats.controlled += 1
+        if changed or final:
+            self.delivery.deliver(version, final=final)
+
+    def _state_from(
+        self, current: State, main: BehandlerkravmeldingStatus | None
+    ) -> tuple[State, bool]:
+        if main is None:
+            return current, False
+        if main.meldingsstatus == Meldingsstatus.FEIL_I_MELDING:
+            return State.FEIL_I_MELDING, True
+        controlled = main.kontrollstatus == Kontrollstatus.FERDIG_KONTROLLERT
+        if not controlled:
+            return current, False
+        if self.options.follow == "control":
+            return State.CONTROLLED, True
+        if main.utbetalingsstatus == Utbetalingsstatus.UTBETALT:
+            return State.PAID, True
+        if main.utbetalingsstatus == Utbetalingsstatus.INGEN_UTBETALING:
+            return State.NO_PAYMENT, True
+        return State.CONTROLLED, False
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _resolve_praksis(self, result: ConvertResult, version: Version):
+        env = result.envelope
+        sender = Sender(
+            orgnr=env.sender_orgnr if env else None, hpr=env.sender_hpr if env else None
+        )
+        listing = None
+        if not self.options.praksis_id and not _rule_matches(self.options, sender, version.file):
+            listing = await self._praksis_list()
+        assert result.behandlerkrav is not None
+        return resolve_praksis(
+            result.behandlerkrav,
+            sender=sender,
+            explicit=self.options.praksis_id,
+            rules=self.options.praksis_rules,
+            folder=version.file.parent,
+            praksiser=listing,
+        )
+
+    async def _praksis_list(self) -> PraksisListe:
+        async with self._praksis_lock:
+            cached = self._praksiser
+            if cached is not None and self._now() - cached[0] < self.options.praksis_cache_seconds:
+                return cached[1]
+            listing = await self.kuhr.hent_praksiser()
+            self._praksiser = (self._now(), listing)
+            return listing
+
+    def _reject(
+        self,
+        version: Version,
+        problems: list[Problem],
+        envelope: Envelope | None = None,
+        **more_detail: Any,
+    ) -> None:
+        self.stats.rejected += 1
+        codes = ", ".join(sorted({p.code for p in problems if p.is_error}))
+        self._finish(
+            version,
+            State.REJECTED,
+            note=f"rejected locally: {codes}",
+            detail={"problems": tuple(problems), "envelope": envelope, **more_detail},
+        )
+
+    def _finish(
+        self,
+        version: Version,
+        state: State,
+        *,
+        note: str,
+        detail: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        version = self.journal.transition(
+            version.id, state, note=note, detail=detail or {}, due_at=NEVER, receipts=True, **fields
+        )
+        self.delivery.deliver(version, final=True)
+
+    def _transient(
+        self,
+        version: Version,
+        reason: str,
+        *,
+        resume: State | None = None,
+        keep_state: bool = False,
+    ) -> None:
+        self.stats.failed_attempts += 1
+        if keep_state or version.state in (State.SUBMITTING, State.SUBMITTED, State.CONTROLLED):
+            # Never "failed" once it may be at KUHR: keep the state, try again later.
+            self._later(version, reason)
+            return
+        version = self.journal.transition(
+            version.id,
+            State.FAILED,
+            note=reason,
+            due_at=self._now() + self._backoff(version.attempts),
+            attempts=version.attempts + 1,
+            detail={"resume": (resume or State.SEEN).value, "message": reason},
+            receipts=True,
+        )
+        self.delivery.deliver(version)
+
+    def _later(self, version: Version, note: str, *, receipts: bool = False) -> Version:
+        """Keep the state and try the same step again after a backoff."""
+        return self.journal.transition(
+            version.id,
+            version.state,
+            note=note,
+            attempts=version.attempts + 1,
+            due_at=self._now() + self._backoff(version.attempts),
+            receipts=receipts,
+        )
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.options.retry_max, self.options.retry_base * (2 ** min(attempts, 20)))
+
+    def _poll_interval(self, polls: int, state: State) -> float:
+        cap = self.options.poll_max_payment if state is State.CONTROLLED else self.options.poll_max
+        return min(cap, self.options.poll_first * (1.5 ** min(polls, 40)))
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _read_file(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rule_matches(options: PipelineOptions, sender: Sender, path: Path) -> bool:
+    from bridge.core.praksis import matching_rule
+
+    return matching_rule(options.praksis_rules, sender, path.parent) is not None
+
+
+def _details_json(details: BehandlerkravmeldingListe) -> str:
+    return dump_json(details, indent=None)
+
+
+def _status_note(main: BehandlerkravmeldingStatus | None) -> str | None:
+    if main is None:
+        return None
+    return "/".join(
+        s for s in (main.meldingsstatus, main.kontrollstatus, main.utbetalingsstatus) if s
+    )

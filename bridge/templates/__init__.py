@@ -1,1 +1,0 @@
-"""The status page template (bridge/status_page.py), shipped as package data."""

@@ -1,0 +1,47 @@
+"""The problem codes the code emits, the catalogue, and the README's table agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from support.paths import ROOT
+
+import bridge
+from bridge.core.problems import PROBLEM_CODES, Problem, Severity
+
+
+def test_readme_lists_every_code_with_its_meaning() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- problem-codes:start -->")[1].split("<!-- problem-codes:end -->")[0]
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (.+?) \|$", block, re.M))
+    assert rows == PROBLEM_CODES
+
+
+def test_every_code_the_package_emits_is_catalogued() -> None:
+    emitted = set()
+    for path in Path(bridge.__file__).parent.rglob("*.py"):  # the package that runs
+        emitted |= set(re.findall(r'Problem\(\s*"([A-Z_]+)"', path.read_text(encoding="utf-8")))
+    assert emitted, "expected to find Problem(...) calls"
+    assert emitted <= set(PROBLEM_CODES)
+
+
+def test_unknown_codes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Problem("NO_SUCH_CODE", "x")
+
+
+def test_problem_formats() -> None:
+    p = Problem("XML_MALFORMED", "The XML is not well-formed.", line=7, path="BehandlerKrav/Krav")
+    assert p.format("in/a.xml") == (
+        "in/a.xml:7: XML_MALFORMED: The XML is not well-formed. (at BehandlerKrav/Krav)"
+    )
+    w = Problem("GUID_DERIVED", "derived", severity=Severity.WARNING)
+    assert w.format("a.xml") == "a.xml: GUID_DERIVED: derived [warning]"
+    assert p.as_dict() == {
+        "kode": "XML_MALFORMED",
+        "melding": "The XML is not well-formed.",
+        "linje": 7,
+        "sti": "BehandlerKrav/Krav",
+    }
