@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from support.migrate import (
-    FIXTURES,
     PATIENT_IDS,
     SEED_CLOCK,
     claim_guid,
@@ -28,6 +27,7 @@ from support.migrate import (
     write_claims,
     write_zip,
 )
+from support.paths import FIXTURES
 
 from bridge.migrate.migration import Migration
 from bridge.migrate.options import MigrateOptions
