@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bridge.config import Settings
 from bridge.core.outcomes import State
@@ -31,6 +31,10 @@ from bridge.flow.assembly import (
 )
 from bridge.flow.journal import Journal
 from bridge.flow.pipeline import Pipeline
+from bridge.kuhr.target import Target
+
+if TYPE_CHECKING:  # the health server is imported when it is started (see below)
+    from bridge.daemon.health import RunningHealth
 
 log = logging.getLogger("bridge.runner")
 
@@ -55,9 +59,9 @@ class Runner:
         self.error: BaseException | None = None
         self.pipeline: Pipeline | None = None
         self.journal: Journal | None = None
-        self.watcher: Any = None
-        self.target: Any = None  # bridge.kuhr.client.Target, once resolved
-        self.health: Any = None  # bridge.daemon.health.RunningHealth when watch.http_port is set
+        self.watcher: FolderWatcher | None = None
+        self.target: Target | None = None  # once resolved
+        self.health: RunningHealth | None = None  # when watch.http_port is set
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -146,6 +150,7 @@ class Runner:
             self.exit_code = 0
 
     async def _once(self, pipeline: Pipeline) -> int:
+        assert self.watcher is not None  # made before the pipeline runs
         handed = await asyncio.to_thread(self.watcher.drain, self.options.drain_timeout)
         await asyncio.sleep(0)  # let the offers scheduled from the intake thread run
         self.started.set()
@@ -183,9 +188,9 @@ class Runner:
                 pipeline_options(settings, time_scale=parts.speed),
                 prechecker=prechecker(settings, target),
             )
-            self.watcher = self._make_watcher()
-            self.watcher.start()
-            stack.callback(self.watcher.stop)
+            watcher = self.watcher = self._make_watcher()
+            watcher.start()
+            stack.callback(watcher.stop)
             if watch.http_port:
                 # Here, not at the top: FastAPI and uvicorn cost ~0.9 s to import (python -X
                 # importtime), paid only by a daemon that serves the status page.
@@ -195,7 +200,7 @@ class Runner:
                 stack.callback(self.health.stop)
             yield self.pipeline
 
-    def _make_watcher(self) -> Any:
+    def _make_watcher(self) -> FolderWatcher:
         watch = self.settings.watch
         folders = tuple(Path(f).resolve() for f in self.options.folders)
         options = IntakeOptions(

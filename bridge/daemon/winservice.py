@@ -23,6 +23,7 @@ import win32event
 import win32service
 import win32serviceutil
 
+from bridge.daemon.runner import Runner
 from bridge.daemon.service import service_runner
 from bridge.errors import BridgeError
 from bridge.runtime.redaction import redact_text
@@ -75,7 +76,7 @@ class ServiceCommandError(BridgeError, RuntimeError):
     """An install/remove/start/stop/status request failed; the message says what to do."""
 
 
-def _default_runner(config_file: Path | None) -> Any:
+def _default_runner(config_file: Path | None) -> Runner:
 
     return service_runner(config_file)
 

@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.config import ConfigError
+from bridge.config import ConfigError, Settings
 from bridge.core.outcomes import State, Status
 from bridge.core.timezone import OSLO
 from bridge.files.discovery import Source, count_sources, discover, receipt_source
@@ -117,7 +117,7 @@ class Migration:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         options: MigrateOptions,
         *,
         on_row: Callable[[Any], None] | None = None,
