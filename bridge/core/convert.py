@@ -128,7 +128,8 @@ def check_totals(krav: Behandlerkrav, element: etree._Element, allow: bool) -> l
                 severity=severity,
             )
         )
-    total = sum((r.belop for r in krav.regninger), Decimal(0))
+    # A kreditering or korrigering that refers by guid may have no belop: it adds nothing.
+    total = sum((r.belop for r in krav.regninger if r.belop is not None), Decimal(0))
     if krav.belop != total:
         problems.append(
             Problem(

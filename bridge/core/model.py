@@ -25,6 +25,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
     model_validator,
 )
 
@@ -106,8 +108,14 @@ class Henvisning(_Claim):
 
 
 class UtforendeBehandler(_Claim):
-    """Two documented shapes: `{id, type}` (the XML mapping table, where type is FNR/DNR/HPR)
-    and the newer `{identifikasjon: {id, type}, type}` (type from kodeverk 8401)."""
+    """The current shape (since 2026-04-23) is `{identifikasjon: {id, type}, type}`, `type`
+    from kodeverk 8401. The superseded flat `{id, type}` (type FNR/DNR/HPR: the XML mapping
+    table's, and claims journaled before) is still read. Either is always written in the
+    current shape.
+
+    Held flat (`id`, `type` = FNR/DNR/HPR) when there is no 8401 type, which is all the legacy
+    XML's Behandlerident can say (bridge.legacy.writer reads these); as `identifikasjon` plus
+    the 8401 `type` otherwise."""
 
     id: str | None = None
     type: str | None = None
@@ -117,7 +125,19 @@ class UtforendeBehandler(_Claim):
     def _has_identity(self) -> UtforendeBehandler:
         if self.id is None and self.identifikasjon is None:
             raise ValueError("utforendeBehandler needs id or identifikasjon")
+        if self.id is not None and self.identifikasjon is not None:
+            raise ValueError("utforendeBehandler has both id (superseded) and identifikasjon")
+        if self.identifikasjon is not None and self.type is None:
+            self.id, self.type = self.identifikasjon.id, self.identifikasjon.type
+            self.identifikasjon = None
         return self
+
+    @model_serializer(mode="wrap")
+    def _current_shape(self, handler: SerializerFunctionWrapHandler) -> Any:
+        if self.id is None:
+            return handler(self)
+        ident = {"id": self.id} if self.type is None else {"id": self.id, "type": self.type}
+        return {"identifikasjon": ident}
 
 
 class Rekvirent(_Claim):
@@ -174,7 +194,22 @@ class Regning(_Claim):
     # taken to have the prosedyrekode shape until KUHR documents them.
     norpatkoder: list[Prosedyrekode] | None = None
     ncrpkoder: list[Prosedyrekode] | None = None
-    belop: Belop
+    # Behandling.Refusjon: left out where the guid refers to the original regning (a kreditering
+    # or a korrigering of betalt egenandel need not repeat Behandling and Pasient).
+    belop: Belop | None = None
+
+    @model_validator(mode="after")
+    def _documented_pairs(self) -> Regning:
+        if self.belop is None and not (self.kreditering or self.korrigeringBetaltEgenandel):
+            raise ValueError(
+                "belop is required (only a kreditering or a korrigering of betalt egenandel, "
+                "which refer to the original regning by guid, may leave it out)"
+            )
+        # "Om det angis at egenandel er betalt eller ikke så skal [korrigering] være med":
+        # false on an original.
+        if self.betaltEgenandel is not None and self.korrigeringBetaltEgenandel is None:
+            self.korrigeringBetaltEgenandel = False
+        return self
 
 
 class Behandlerkrav(_Claim):

@@ -1,5 +1,6 @@
-"""The admin API under /sandbox/admin: the clock, faults, key rotation, rebehandling, counts
-and reset. No authentication: the sandbox listens on loopback for tests and local development.
+"""The admin API under /sandbox/admin: the clock, faults, key rotation, rebehandling (what KUHR
+does by hand after an error of its own), counts and reset. No authentication: the sandbox
+listens on loopback for tests and local development.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from bridge.core.model import dump_json
 from bridge.sandbox.clock import parse_iso
-from bridge.sandbox.core import Sandbox
+from bridge.sandbox.core import Decision, RebehandlingError, Sandbox
+from bridge.sandbox.merknader import given
 from bridge.sandbox.settings import ADMIN_PREFIX
+from bridge.sandbox.wire import dump
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(dump_json(data, indent=None), status_code=status, media_type="application/json")
+    return Response(dump(data), status_code=status, media_type="application/json")
 
 
 def _bad(description: str) -> Response:
@@ -107,25 +109,42 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
             return _bad(str(exc))
         return _json(sandbox.rotate_keys(keep_old=bool(body.get("keep_old", False))))
 
-    @router.post("/rebehandling/{behandlerkravmeldingId}")
-    async def rebehandling(request: Request, behandlerkravmeldingId: str) -> Response:
-        """Add a rebehandling entry. Optional body `{"regninger": {"<guid>": "godkjent" |
-        "avvist"}}`; by default every avvist regning is approved."""
+    def rebehandle(melding_id: str | None, guid: str | None, body: dict[str, Any]) -> Response:
+        try:
+            decisions = _decisions(body.get("regninger"))
+            entry = sandbox.rebehandling(melding_id, guid=guid, decisions=decisions)
+        except RebehandlingError as exc:
+            return _json({"error": "not_found", "error_description": str(exc)}, 404)
+        except (ValueError, TypeError) as exc:
+            return _bad(str(exc))
+        return _json(entry)
+
+    @router.post("/rebehandling")
+    async def rebehandling(request: Request) -> Response:
+        """A rebehandling in KUHR: `{"behandlerkravmeldingId": ID}` or `{"guid": GUID}` (the
+        latest accepted melding with that regning), optionally `{"regninger": {GUID:
+        "godkjent" | "avvist" | {"status": …, "merknader": [{"nummer", "tekst"}]}}}`. Answers
+        the new entry (rebehandling: true)."""
         try:
             body = await _body(request)
-            decisions = body.get("regninger") or {}
-            if not isinstance(decisions, dict) or any(
-                v not in ("godkjent", "avvist") for v in decisions.values()
-            ):
-                raise ValueError('regninger maps guid to "godkjent" or "avvist"')
+            melding_id, guid = body.get("behandlerkravmeldingId"), body.get("guid")
+            for name, value in (("behandlerkravmeldingId", melding_id), ("guid", guid)):
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string")
+            if melding_id is None and guid is None:
+                raise ValueError("give behandlerkravmeldingId or guid")
         except ValueError as exc:
             return _bad(str(exc))
-        entry = sandbox.rebehandling(behandlerkravmeldingId, decisions)
-        if entry is None:
-            return _json(
-                {"error": "not_found", "error_description": "no such accepted melding"}, 404
-            )
-        return _json(entry)
+        return rebehandle(melding_id, guid, body)
+
+    @router.post("/rebehandling/{behandlerkravmeldingId}")
+    async def rebehandling_of(request: Request, behandlerkravmeldingId: str) -> Response:
+        """The same, with the melding's id in the path."""
+        try:
+            body = await _body(request)
+        except ValueError as exc:
+            return _bad(str(exc))
+        return rebehandle(behandlerkravmeldingId, None, body)
 
     @router.get("/stats")
     async def stats(by_guid: bool = True) -> Response:
@@ -138,3 +157,29 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         return _json({"reset": True, **clock_state()})
 
     return router
+
+
+def _decisions(data: Any) -> dict[str, Decision] | None:
+    """A rebehandling body's `regninger`: guid → "godkjent", "avvist" or {"status", "merknader"}."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("regninger maps guid to a result")
+    out: dict[str, Decision] = {}
+    for guid, value in data.items():
+        spec = {"status": value} if isinstance(value, str) else value
+        if not isinstance(spec, dict) or spec.get("status") not in ("godkjent", "avvist"):
+            raise ValueError(f'regninger.{guid}: status must be "godkjent" or "avvist"')
+        merknader = None
+        if "merknader" in spec:
+            listed = spec["merknader"]
+            if not isinstance(listed, list) or not all(
+                isinstance(m, dict) and isinstance(m.get("nummer"), str | int) for m in listed
+            ):
+                raise ValueError(f"regninger.{guid}.merknader: a list of {{nummer, tekst}}")
+            merknader = tuple(
+                given(str(m["nummer"]), None if m.get("tekst") is None else str(m["tekst"]))
+                for m in listed
+            )
+        out[str(guid)] = (spec["status"] == "godkjent", merknader)
+    return out

@@ -11,15 +11,8 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from bridge.core.model import (
-    BehandlerkravmeldingListe,
-    PraksisListe,
-    SendInnResponse,
-    dump_json,
-)
 from bridge.sandbox.admin import admin_router
 from bridge.sandbox.core import Sandbox
 from bridge.sandbox.faults import FaultMiddleware
@@ -32,6 +25,7 @@ from bridge.sandbox.settings import (
     SandboxSettings,
 )
 from bridge.sandbox.tokens import AuthError, OAuthError
+from bridge.sandbox.wire import BehandlerkravmeldingListe, PraksisListe, SendInnResponse, dump
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JOSE_BODY = {
@@ -44,9 +38,9 @@ _JOSE_BODY = {
 }
 
 
-def json_response(model: BaseModel | dict[str, Any], status: int = 200, **headers: str) -> Response:
+def json_response(data: Any, status: int = 200, **headers: str) -> Response:
     return Response(
-        dump_json(model, indent=None),
+        dump(data),
         status_code=status,
         media_type="application/json",
         headers=headers or None,

@@ -12,22 +12,19 @@ from typing import Any
 
 import simplejson
 
-from bridge.core.model import (
-    BehandlerkravmeldingListe,
-    BehandlerkravmeldingStatus,
-    Feilkode,
-    Feilmelding,
-    Meldingsstatus,
-    PraksisListe,
-    SendInnResponse,
-)
 from bridge.sandbox import views
 from bridge.sandbox.clock import OSLO, SandboxClock, from_epoch
-from bridge.sandbox.control import ControlContext, control
+from bridge.sandbox.control import (
+    ControlContext,
+    control,
+    innsending_merknader,
+    vedtak_merknader,
+)
 from bridge.sandbox.crypto import JweError, KeyRing, jwe_key_from_jwk, unwrap_nested_jwt
 from bridge.sandbox.faults import FaultConfig, FaultState
 from bridge.sandbox.keys import KeyMaterial, load_or_create_keys
 from bridge.sandbox.lifecycle import Lifecycle
+from bridge.sandbox.merknader import MerknadRef, merknad
 from bridge.sandbox.registry import Registry, build_registry
 from bridge.sandbox.settings import (
     ADMIN_PREFIX,
@@ -42,6 +39,23 @@ from bridge.sandbox.store import ClaimStore, Melding, RegningRecord
 from bridge.sandbox.takster import TakstTable, bundled_rows
 from bridge.sandbox.technical import TechnicalResult, check_json, content_digest, feil
 from bridge.sandbox.tokens import AccessGrant, TokenService
+from bridge.sandbox.wire import (
+    BehandlerkravmeldingListe,
+    BehandlerkravmeldingStatus,
+    Feilkode,
+    Feilmelding,
+    Meldingsstatus,
+    PraksisListe,
+    SendInnResponse,
+)
+
+# A rebehandling's decision for one regning: approved or not, and the merknader to show (None:
+# the old ones for a regning that stays avvist, 9008 for one newly avvist).
+Decision = tuple[bool, tuple[MerknadRef, ...] | None]
+
+
+class RebehandlingError(LookupError):
+    """No stored melding fits what a rebehandling asked for (the text says why)."""
 
 
 class Sandbox:
@@ -130,27 +144,27 @@ class Sandbox:
         with self._lock:
             self.store.stats.received += 1
             now = self.clock.now()
-            if checked.feil or checked.melding is None:
+            if checked.feil or checked.krav is None:
                 return self._reject(grant, now, checked.praksis_id, checked.feil)
-            melding = checked.melding
+            krav = checked.krav
             actor = self.registry.actors.get(grant.actor)
-            if actor is None or melding.praksisId not in actor.praksiser:
+            if actor is None or krav.praksis_id not in actor.praksiser:
                 problem = feil(
                     Feilkode.UKJENT_PRAKSISID,
-                    f"Oppgitt praksisId {melding.praksisId} finnes ikke for helseaktøren",
+                    f"Oppgitt praksisId {krav.praksis_id} finnes ikke for helseaktøren",
                 )
-                return self._reject(grant, now, melding.praksisId, [problem])
+                return self._reject(grant, now, krav.praksis_id, [problem])
             digest = content_digest(checked.data or {})
             if self.store.is_duplicate(grant.actor, digest):
                 problem = feil(
                     Feilkode.DUPLIKAT_KRAV,
                     "Meldingen er identisk med en tidligere melding som allerede er mottatt",
                 )
-                return self._reject(grant, now, melding.praksisId, [problem])
+                return self._reject(grant, now, krav.praksis_id, [problem])
             melding_id = self.lifecycle.new_melding_id()
             self._accept(grant.actor, melding_id, now, checked, digest)
             return 200, SendInnResponse(
-                behandlerkravmeldingId=melding_id, status=Meldingsstatus.MOTTATT
+                behandlerkravmeldingId=melding_id, status=Meldingsstatus.MOTTATT.value
             )
 
     def _reject(
@@ -164,48 +178,56 @@ class Sandbox:
         self.store.add(Melding(melding_id, grant.actor, praksis_id, now, None, None))
         return 400, SendInnResponse(
             behandlerkravmeldingId=melding_id,
-            status=Meldingsstatus.FEIL_I_MELDING,
+            status=Meldingsstatus.FEIL_I_MELDING.value,
             feilmeldinger=problems,
         )
 
     def _accept(
         self, actor: str, melding_id: str, now: float, checked: TechnicalResult, digest: bytes
     ) -> Melding:
-        assert checked.melding is not None
-        melding = checked.melding
+        assert checked.krav is not None
+        krav = checked.krav
         ctx = ControlContext(
             takster=self.takster,
             has_frikort=self.registry.has_frikort,
             previous=lambda guid: self.store.previous(actor, guid),
         )
-        outcomes = control(melding, from_epoch(now), ctx)
+        mottatt = from_epoch(now)
+        outcomes = control(krav, mottatt, ctx)
         records = tuple(
             RegningRecord(
                 guid=o.regning.guid,
                 regningsnummer=o.regning.regningsnummer,
-                belop=self.store.amount(o.regning.belop),
+                belop=self.store.amount(o.regning.belop or Decimal(0)),
                 godkjent=o.godkjent,
-                kreditering=bool(o.regning.kreditering),
+                kreditering=o.regning.kreditering,
                 merknader=o.merknader,
+                betalt_egenandel=o.regning.betalt_egenandel,
+                korrigering=o.regning.korrigering,
             )
             for o in outcomes
         )
+        merknader = innsending_merknader(krav, mottatt)
         behandling = self.lifecycle.start(
             start=now,
-            praksis_id=melding.praksisId,
+            praksis_id=krav.praksis_id,
             regninger=records,
             utbetales=sum((o.utbetales for o in outcomes if o.godkjent), Decimal(0)),
+            innsending_merknader=merknader,
+            vedtak_merknader=vedtak_merknader(merknader),
         )
         for outcome in outcomes:
             if outcome.krediterer is not None:
                 outcome.krediterer.kreditert_at = behandling.kontrollert_at
+            if outcome.korrigerer is not None:
+                outcome.korrigerer.betalt_egenandel = outcome.regning.betalt_egenandel
         stored = Melding(
             melding_id=melding_id,
             actor=actor,
-            praksis_id=melding.praksisId,
+            praksis_id=krav.praksis_id,
             mottatt_at=now,
-            sum_krav=self.store.amount(melding.behandlerkrav.belop),
-            antall=melding.behandlerkrav.antallRegninger,
+            sum_krav=self.store.amount(krav.belop),
+            antall=krav.antall_regninger,
             behandlinger=(behandling,),
         )
         self.store.add(stored, digest)
@@ -247,23 +269,42 @@ class Sandbox:
             return {"kid": new.kid, "kids": self.keyring.kids()}
 
     def rebehandling(
-        self, melding_id: str, decisions: dict[str, str] | None = None
-    ) -> BehandlerkravmeldingStatus | None:
-        """A new control of a stored melding. By default every avvist regning is approved (the
-        rule that rejected it was wrong); `decisions` maps guid → godkjent/avvist instead."""
+        self,
+        melding_id: str | None = None,
+        *,
+        guid: str | None = None,
+        decisions: dict[str, Decision] | None = None,
+    ) -> BehandlerkravmeldingStatus:
+        """A new control of a stored melding, as KUHR does after correcting an error of its own:
+        a new entry with rebehandling=true, its own innsendingId, kontrollresultat and payment
+        (the difference to what was paid). The melding is named by id, or found by the guid of
+        one of its regninger. Without `decisions`, a melding named by id has every regning
+        approved and one found by guid has that regning approved; regninger not decided keep
+        their last result."""
         with self._lock:
-            melding = self.store.meldinger.get(melding_id)
-            if melding is None or melding.feil_i_melding or melding.praksis_id is None:
-                return None
+            melding = self._to_rebehandle(melding_id, guid)
+            assert melding.praksis_id is not None
             last = melding.behandlinger[-1]
+            if decisions is None:
+                wanted = [guid] if guid is not None and melding_id is None else None
+                decisions = {
+                    r.guid: (True, None)
+                    for r in last.regninger
+                    if wanted is None or r.guid in wanted
+                }
+            unknown = sorted(set(decisions) - {r.guid for r in last.regninger})
+            if unknown:
+                raise ValueError(f"melding {melding.melding_id} has no regning {unknown[0]}")
             records = []
             utbetales = Decimal(0)
             for old in last.regninger:
-                wanted = (decisions or {}).get(old.guid)
-                godkjent = wanted == "godkjent" if wanted else True
-                records.append(
-                    replace(old, godkjent=godkjent, merknader=() if godkjent else old.merknader)
-                )
+                godkjent, merknader = decisions.get(old.guid, (old.godkjent, old.merknader))
+                if merknader is None:
+                    kept = old.merknader if not old.godkjent and old.merknader else None
+                    merknader = () if godkjent else kept or (merknad("9008"),)
+                if godkjent and merknader:
+                    raise ValueError(f"regning {old.guid}: a godkjent regning has no merknader")
+                records.append(replace(old, godkjent=godkjent, merknader=merknader))
                 if godkjent and not old.godkjent:
                     utbetales += old.belop
                 elif old.godkjent and not godkjent:
@@ -274,12 +315,38 @@ class Sandbox:
                 regninger=tuple(records),
                 utbetales=utbetales,
                 rebehandling=True,
+                innsending_merknader=last.innsending_merknader,
+                vedtak_merknader=last.vedtak_merknader,
             )
             melding.behandlinger = (*melding.behandlinger, behandling)
             for old, new in zip(last.regninger, records, strict=True):
                 if self.store.previous(melding.actor, old.guid) is old:
                     self.store.set_latest(melding.actor, new)
             return views.entries(melding, self.clock.now(), details=True, kontonr=self._kontonr)[-1]
+
+    def _to_rebehandle(self, melding_id: str | None, guid: str | None) -> Melding:
+        """The accepted melding named by id, or the latest accepted one carrying the guid."""
+        if melding_id is not None:
+            melding = self.store.meldinger.get(melding_id)
+            if melding is None or melding.feil_i_melding:
+                raise RebehandlingError(f"no accepted melding {melding_id}")
+            if guid is not None and guid not in {
+                r.guid for r in melding.behandlinger[-1].regninger
+            }:
+                raise RebehandlingError(f"melding {melding_id} has no regning {guid}")
+            return melding
+        if guid is None:
+            raise ValueError("give behandlerkravmeldingId or guid")
+        carrying = [
+            m
+            for m in self.store.meldinger.values()
+            if not m.feil_i_melding and any(r.guid == guid for r in m.behandlinger[-1].regninger)
+        ]
+        if not carrying:
+            raise RebehandlingError(f"no accepted melding has a regning {guid}")
+        if len({m.actor for m in carrying}) > 1:
+            raise ValueError(f"regning {guid} is known for several actors: give the melding id")
+        return carrying[-1]  # the store keeps meldinger in the order received
 
     def set_faults(self, data: dict[str, Any]) -> dict[str, Any]:
         config = FaultConfig.from_json(data)

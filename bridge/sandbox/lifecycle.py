@@ -1,5 +1,6 @@
 """The life of a claim on the sandbox clock. When a behandling starts, every later moment is
-drawn once (from the seeded RNG) and stored: sendt_til_behandling after 1–2 s, control done
+drawn once (from the seeded RNG) and stored: klar_til_behandling halfway to
+sendt_til_behandling, which comes after 1–2 s, control done
 10–20 s later (or hours later for the share that goes to manual control), vedtak at the next
 working-day 16:00 (one vedtakId per praksis and run), payment 2–3 working days after that.
 Statuses are then read off the clock lazily, so advancing the clock shows them at once.
@@ -11,6 +12,7 @@ import random
 import uuid
 from decimal import Decimal
 
+from bridge.sandbox.merknader import MerknadRef
 from bridge.sandbox.settings import SandboxSettings
 from bridge.sandbox.store import Behandling, ClaimStore, RegningRecord, Vedtak
 from bridge.sandbox.workdays import next_vedtak_run, utbetaling_time
@@ -52,12 +54,17 @@ class Lifecycle:
         regninger: tuple[RegningRecord, ...],
         utbetales: Decimal,
         rebehandling: bool = False,
+        innsending_merknader: tuple[MerknadRef, ...] = (),
+        vedtak_merknader: tuple[MerknadRef, ...] = (),
     ) -> Behandling:
         """A behandling beginning at `start` (receipt, or the moment of a rebehandling)."""
         s = self._settings
         rng = self.rng
         # A rebehandling concerns a melding already received: it goes straight to control.
         sendt_at = start if rebehandling else start + rng.uniform(*s.mottatt_seconds)
+        # The basic technical check is done before the melding is sent on: klar_til_behandling
+        # in between (no draw of its own, so seeded runs keep their other times).
+        klar_at = start + (sendt_at - start) / 2
         kontroll_at = sendt_at + rng.uniform(*s.kontroll_seconds)
         manuell_at = None
         if s.manual_control_share > 0 and rng.random() < s.manual_control_share:
@@ -70,6 +77,7 @@ class Lifecycle:
         return Behandling(
             innsending_id=self._innsending_id(),
             rebehandling=rebehandling,
+            klar_at=klar_at,
             sendt_at=sendt_at,
             manuell_at=manuell_at,
             kontrollert_at=kontroll_at,
@@ -77,6 +85,8 @@ class Lifecycle:
             utbetales=utbetales,
             any_godkjent=any_godkjent,
             vedtak=vedtak,
+            innsending_merknader=innsending_merknader,
+            vedtak_merknader=vedtak_merknader,
         )
 
     def _vedtak(self, praksis_id: str, kontrollert_at: float) -> Vedtak:

@@ -1,12 +1,16 @@
-"""The merknad texts. KUHR's own wording where the documentation shows it (470, 710, 766); the
-9xxx numbers are the sandbox's own rules. A stored merknad is its number and the values that
-fill its text, `("766", ("07.01.2026 08:05", "06.01.2026 15:30"))`: the text is rendered when
-it is read, so 100,000 stored claims do not keep 100,000 copies of long sentences.
+"""The merknad texts. KUHR's own wording where the documentation shows it (470, 710, 766 on a
+regning, 458 on an innsending, 1478 on a vedtak); the 9xxx numbers are the sandbox's own rules.
+A stored merknad is its number and the values that fill its text,
+`("766", ("07.01.2026 08:05", "06.01.2026 15:30"))`: the text is rendered when it is read, so
+100,000 stored claims do not keep 100,000 copies of long sentences. A number without a text
+here (one the admin API gave for a rebehandling) carries its whole text as its only value.
 """
 
 from __future__ import annotations
 
 MerknadRef = tuple[str, tuple[str, ...]]
+# The first value of a merknad whose whole text was given (no text here fills with it).
+_GIVEN = "\0"
 
 TEKSTER: dict[str, str] = {
     # {0}: the regningsnummer of the consultation.
@@ -38,6 +42,35 @@ TEKSTER: dict[str, str] = {
         "eller er allerede kreditert. Krediteringen er avvist."
     ),
     # {0}: the guid.
+    "9006": (
+        "Regningen som skal korrigeres (guid {0}) er ikke mottatt og godkjent tidligere. "
+        "Korrigeringen av betalt egenandel er avvist."
+    ),
+    # {0}: the guid.
+    "9007": (
+        "Regningen med guid {0} er registrert med betalt egenandel. Det er kun mulig å endre "
+        "betalt egenandel fra ikke betalt til betalt. Korrigeringen er avvist."
+    ),
+    "9008": "Regningen er avvist ved rebehandling i KUHR.",
+    # On the innsending (egenandeler reported more than 14 days after the treatment).
+    "458": (
+        "For behandling som kommer inn under frikort for helsetjenester, skal egenandelene "
+        "rapporteres til Helfo minst hver 14. dag. Helfo anbefaler innsending via Helsenettet, "
+        "ta kontakt med din EPJ-leverandør for oppkobling. Har du unntak fra å levere via "
+        "Helsenettet, kan du bruke opplastningstjenesten i tjenesteportal for helseaktør "
+        "https://internett-portal.helsedirektoratet.no"
+    ),
+    # On the vedtak that pays such an innsending.
+    "1478": (
+        "1. januar 2021 ble de to frikort-ordningene for helsetjenester slått sammen til én "
+        "ordning, med ett felles egenandelstak. Du må rapportere senest 14 dager etter "
+        "behandlingen, for å unngå at frikortet til pasientene blir forsinket. Ved å se på din "
+        "oversikt over takstbruk øverst på side 2 i dette vedtaket, vil du se snittalderen på "
+        "dine regninger med egenandeler. Snittalderen bør være en god del lavere enn 14 dager, "
+        "fordi du ved innsendingen hver 14. dag rapporterer inn egenandeler som er fra 0 til 14 "
+        "dager gamle."
+    ),
+    # {0}: the guid.
     "9005": (
         "Regning med guid {0} er allerede godkjent. Send en kreditering av den godkjente "
         "regningen før en korrigert regning sendes inn."
@@ -51,6 +84,20 @@ def merknad(nummer: str, *args: str) -> MerknadRef:
     return nummer, args
 
 
+def given(nummer: str, tekst: str | None = None) -> MerknadRef:
+    """A merknad named from outside (the admin API): a known number with its own text, or any
+    number with the text given."""
+    if tekst is None:
+        if nummer not in TEKSTER:
+            raise ValueError(f"merknad {nummer} needs a tekst (the sandbox has no text for it)")
+        if "{0}" in TEKSTER[nummer]:
+            raise ValueError(f"merknad {nummer} needs a tekst (its text has values to fill)")
+        return nummer, ()
+    return nummer, (_GIVEN, tekst)
+
+
 def tekst(ref: MerknadRef) -> str:
     nummer, args = ref
+    if args[:1] == (_GIVEN,):
+        return args[1]
     return TEKSTER[nummer].format(*args)

@@ -20,14 +20,40 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from bridge.core.model import dump_json
-from bridge.core.takster import Takstkode, as_date, matcher
 from bridge.sandbox.core import Sandbox
 from bridge.sandbox.settings import OPNE_DATA_PREFIX
-from bridge.sandbox.takster import bundled_rows
+from bridge.sandbox.takster import as_date, bundled_rows
+from bridge.sandbox.wire import dump
 
-# Every field of a `takstkoder` row, in the documented order (missing ones are served as null).
-TAKST_FIELDS = tuple(Takstkode.model_fields)
+# Every field of a `takstkoder` row, in the open data API's order (missing ones are served as
+# null): the fields of the sandbox's own takstkoder.json.
+TAKST_FIELDS = (
+    "takst_id",
+    "takstkode",
+    "fagomraade",
+    "fradato",
+    "tildato",
+    "honorar",
+    "refusjon",
+    "egenandel",
+    "pasient_egenbetaling",
+    "maks_repetisjoner",
+    "repetisjonsprosent",
+    "redusert_ref_fra_repetisjon",
+    "redusert_repetisjonsprosent",
+    "spesialisttakst",
+    "ugyldig_kombinasjon",
+    "krever_takst",
+    "krever_prosedyre",
+    "krever_diagnose",
+    "maks_antall_per_aar",
+    "maks_antall_per_kalender_aar",
+    "maks_antall_gjelder_pasient",
+    "minimum_tidsbruk",
+    "beskrivelse",
+    "resource_id",
+    "tidsbruk_per_rep",
+)
 
 FAGOMRAADER = {
     "AP": "Audiopedagog",
@@ -67,7 +93,16 @@ def _nlk_tables() -> dict[str, list[dict[str, Any]]]:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(dump_json(data, indent=None), status_code=status, media_type="application/json")
+    return Response(dump(data), status_code=status, media_type="application/json")
+
+
+def matcher(pattern: str | None) -> Callable[[Any], bool]:
+    """The API's search: `%` is a wildcard (sent as %25); without one the value must match
+    whole. Case-insensitive."""
+    if not pattern:
+        return lambda _value: True
+    regex = re.compile(".*".join(re.escape(part) for part in pattern.split("%")), re.I | re.S)
+    return lambda value: value is not None and regex.fullmatch(str(value)) is not None
 
 
 def _gyldigdato(value: str | None) -> date | None:

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jwcrypto import jwk
 
-from bridge.core.model import GyldigPeriode, Praksis
 from bridge.sandbox.settings import DEV_CLIENT_ID, SCOPE_HELSEID, SCOPE_MASKINPORTEN
+from bridge.sandbox.wire import GyldigPeriode, Praksis
 
 DEFAULT_ACTOR = "lege"
 # A synthetic fødselsnummer (month + 80, valid check digits): the seed workflow's fastlege.
@@ -59,22 +59,40 @@ class Client:
         return None
 
 
+PRAKSIS_FIELDS = frozenset({"praksisId", "navn", "orgnr", "type", "status", "gyldigePerioder"})
+
+
 def _praksis(row: Mapping[str, Any]) -> PraksisEntry:
-    data = {k: v for k, v in row.items() if k != "kontonr"}
-    perioder = []
-    for periode in data.pop("gyldigePerioder", []) or []:
-        perioder.append(
-            GyldigPeriode(
-                fraOgMedDato=_date(periode["fraOgMedDato"]),
-                tilOgMedDato=_date(periode.get("tilOgMedDato")),
-            )
-        )
-    data["praksisId"] = str(data["praksisId"])
-    return PraksisEntry(Praksis(**data, gyldigePerioder=perioder), row.get("kontonr"))
+    """A praksis row of the config (or the defaults) as GET data/praksis lists it."""
+    unknown = sorted(set(row) - PRAKSIS_FIELDS - {"kontonr"})
+    if unknown:
+        raise ValueError(f"praksis {row.get('praksisId')!r}: unknown field(s) {', '.join(unknown)}")
+    if not row.get("praksisId"):
+        raise ValueError("a praksis needs praksisId")
+    praksis: dict[str, Any] = {"praksisId": str(row["praksisId"])}  # the documented key order
+    for name in ("navn", "orgnr", "type"):
+        if row.get(name) is not None:
+            praksis[name] = str(row[name])
+    praksis["status"] = str(row.get("status") or "ok")
+    praksis["gyldigePerioder"] = [_periode(p) for p in row.get("gyldigePerioder") or []]
+    kontonr = row.get("kontonr")
+    return PraksisEntry(cast(Praksis, praksis), str(kontonr) if kontonr is not None else None)
+
+
+def _periode(row: Mapping[str, Any]) -> GyldigPeriode:
+    fra = _date(row.get("fraOgMedDato"))
+    if fra is None:
+        raise ValueError("a gyldig periode needs fraOgMedDato")
+    til = _date(row.get("tilOgMedDato"))
+    return GyldigPeriode(
+        fraOgMedDato=fra.isoformat(), tilOgMedDato=til.isoformat() if til else None
+    )
 
 
 def _date(value: Any) -> date | None:
-    if value is None or isinstance(value, date):
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
         return value
     return date.fromisoformat(str(value))
 
@@ -100,7 +118,7 @@ def default_actor() -> Actor:
             "kontonr": "12345678902",
         },
     ]
-    praksiser = {entry.praksis.praksisId: entry for entry in map(_praksis, rows)}
+    praksiser = {entry.praksis["praksisId"]: entry for entry in map(_praksis, rows)}
     return Actor(DEFAULT_ACTOR, pid=DEFAULT_PID, orgnr=DEFAULT_ORGNR, praksiser=praksiser)
 
 
@@ -160,7 +178,7 @@ def load_config(registry: Registry, path: Path) -> None:
     if unknown:
         raise ValueError(f"{path}: unknown table(s): {', '.join(unknown)}")
     for row in data.get("actors", []):
-        praksiser = {e.praksis.praksisId: e for e in map(_praksis, row.get("praksiser", []))}
+        praksiser = {e.praksis["praksisId"]: e for e in map(_praksis, row.get("praksiser", []))}
         registry.add_actor(
             Actor(str(row["name"]), pid=row.get("pid"), orgnr=row.get("orgnr"), praksiser=praksiser)
         )

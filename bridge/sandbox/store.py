@@ -16,11 +16,17 @@ from bridge.sandbox.merknader import MerknadRef
 class RegningRecord:
     guid: str
     regningsnummer: str
-    belop: Decimal
+    belop: Decimal  # 0 where a kreditering or korrigering left it out
     godkjent: bool
     kreditering: bool
     merknader: tuple[MerknadRef, ...]
-    # Set when a kreditering of this regning is approved: from then on its status is kreditert.
+    # The regning's betaltEgenandel; an approved korrigering of it updates the original's.
+    betalt_egenandel: bool | None = None
+    # A korrigering of betalt egenandel refers to the original and never takes its place.
+    korrigering: bool = False
+    # Set when a kreditering of this regning is approved: it cannot be credited again, and a
+    # corrected regning may then be sent with its guid. (Its status stays godkjent: the
+    # documented regning statuses are behandles, godkjent and avvist.)
     kreditert_at: float | None = None
 
 
@@ -43,6 +49,7 @@ class Behandling:
 
     innsending_id: int
     rebehandling: bool
+    klar_at: float
     sendt_at: float
     manuell_at: float | None
     kontrollert_at: float
@@ -50,6 +57,9 @@ class Behandling:
     utbetales: Decimal
     any_godkjent: bool
     vedtak: Vedtak
+    # Merknader on the innsending, and on the vedtak (shown once the vedtak has run).
+    innsending_merknader: tuple[MerknadRef, ...] = ()
+    vedtak_merknader: tuple[MerknadRef, ...] = ()
 
 
 @dataclass(slots=True)
@@ -116,7 +126,8 @@ class ClaimStore:
             self._digests.setdefault(melding.actor, set()).add(digest)
         latest = self._regninger.setdefault(melding.actor, {})
         for record in melding.behandlinger[0].regninger:
-            latest[record.guid] = record
+            if not record.korrigering:
+                latest[record.guid] = record
             self.stats.regninger_accepted += 1
 
     def set_latest(self, actor: str, record: RegningRecord) -> None:

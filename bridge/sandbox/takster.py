@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import Enum
 from importlib import resources
 from typing import Any
@@ -34,9 +34,12 @@ class TakstValidity(Enum):
     NOT_VALID_ON_DATE = "not_valid_on_date"
 
 
-def _as_date(value: Any) -> date | None:
+def as_date(value: Any) -> date | None:
+    """A `yyyy-MM-dd` date (a date-time keeps its date part); empty is None."""
     if value in (None, ""):
         return None
+    if isinstance(value, datetime):
+        return value.date()
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
@@ -44,13 +47,13 @@ def _as_date(value: Any) -> date | None:
 
 def periode_from_row(row: Mapping[str, Any]) -> TakstPeriode:
     """One `takstkoder` row (open data field names) as a validity period."""
-    fradato = _as_date(row.get("fradato"))
+    fradato = as_date(row.get("fradato"))
     if not row.get("takstkode") or fradato is None:
         raise ValueError("a takst row needs takstkode and fradato")
     return TakstPeriode(
         takstkode=str(row["takstkode"]),
         fradato=fradato,
-        tildato=_as_date(row.get("tildato")),
+        tildato=as_date(row.get("tildato")),
         beskrivelse=str(row.get("beskrivelse") or ""),
     )
 

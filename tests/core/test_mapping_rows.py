@@ -215,15 +215,16 @@ CASES: dict[str, tuple[bytes, Any, Any]] = {
         lambda d: regning(d)["henvisning"],
         {"henvistFra": {"id": "70008786"}},  # type has no XML source since 2026-01-08
     ),
-    "behandlerkrav.regninger[].utforendeBehandler.id": (
+    # The table's utforendeBehandler.id/.type, in the shape documented since 2026-04-23.
+    "behandlerkrav.regninger[].utforendeBehandler.identifikasjon.id": (
         bkm(behandling='<Behandlerident><Id>9144889</Id><TypeId V="HPR"/></Behandlerident>'),
-        lambda d: regning(d)["utforendeBehandler"]["id"],
+        lambda d: regning(d)["utforendeBehandler"]["identifikasjon"]["id"],
         "9144889",
     ),
-    "behandlerkrav.regninger[].utforendeBehandler.type": (
+    "behandlerkrav.regninger[].utforendeBehandler.identifikasjon.type": (
         bkm(behandling='<Behandlerident><Id>9144889</Id><TypeId V="HPR"/></Behandlerident>'),
         lambda d: regning(d)["utforendeBehandler"],
-        {"id": "9144889", "type": "HPR"},
+        {"identifikasjon": {"id": "9144889", "type": "HPR"}},
     ),
     "behandlerkrav.regninger[].relatertBehandler.id": (
         bkm(behandling='<RelatertBehandler><Id>70008786</Id><TypeId V="HPR"/></RelatertBehandler>'),
@@ -326,6 +327,7 @@ CASES: dict[str, tuple[bytes, Any, Any]] = {
 NO_SOURCE = {
     "behandlerkrav.regninger[].pasient.eea",
     "behandlerkrav.regninger[].henvisning.henvistFra.type",
+    "behandlerkrav.regninger[].utforendeBehandler.type",
 }
 
 
@@ -344,11 +346,13 @@ def test_rows_without_source_never_appear() -> None:
     data = json_of(
         bkm(
             patient=f'<Ident><Id>{FNR}</Id><TypeId V="FNR"/></Ident>',
-            behandling='<RelatertBehandler><Id>70008786</Id><TypeId V="HPR"/></RelatertBehandler>',
+            behandling='<RelatertBehandler><Id>70008786</Id><TypeId V="HPR"/></RelatertBehandler>'
+            '<Behandlerident><Id>9144889</Id><TypeId V="HPR"/></Behandlerident>',
         )
     )
     assert "eea" not in regning(data)["pasient"]
     assert "type" not in regning(data)["henvisning"]["henvistFra"]
+    assert "type" not in regning(data)["utforendeBehandler"]
 
 
 def test_refusjon_layouts_are_equivalent() -> None:

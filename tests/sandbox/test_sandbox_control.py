@@ -160,8 +160,10 @@ def test_kreditering_of_an_approved_regning(jose: Jose, token: str) -> None:
     jose.advance(25)
     [result] = jose.details(kreditering_id, token)[0]["innsending"]["regninger"]
     assert result["status"] == "godkjent"
+    # The credited regning keeps its result: the documented regning statuses are behandles,
+    # godkjent and avvist (there is no "kreditert").
     [was] = jose.details(original_id, token)[0]["innsending"]["regninger"]
-    assert was["status"] == "kreditert"
+    assert was["status"] == "godkjent"
 
     # After the kreditering the corrected regning may be sent with the same guid.
     corrected = {
