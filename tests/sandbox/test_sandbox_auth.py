@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk, jwt
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     Jose,
     jose_fixture,
     keys_fixture,

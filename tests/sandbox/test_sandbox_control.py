@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     Jose,
     jose_fixture,
     keys_fixture,

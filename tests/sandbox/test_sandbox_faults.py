@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     Jose,
     jose_fixture,
     keys_fixture,

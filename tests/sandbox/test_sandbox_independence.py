@@ -10,7 +10,12 @@ from pathlib import Path
 
 import bridge.sandbox
 
-ALLOWED = ("bridge.sandbox", "bridge.runtime.childproc", "bridge.runtime.listen", "bridge.runtime.logs")
+ALLOWED = (
+    "bridge.sandbox",
+    "bridge.runtime.childproc",
+    "bridge.runtime.listen",
+    "bridge.runtime.logs",
+)
 SANDBOX = Path(bridge.sandbox.__file__).parent
 _MODULE_PATH = re.compile(r"bridge(\.[A-Za-z_]\w*)+")
 

@@ -5,7 +5,7 @@ later, ingen_utbetaling, rebehandling entries, and the overview's date filters."
 from __future__ import annotations
 
 import pytest
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     Jose,
     jose_fixture,
     keys_fixture,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import simplejson
 from jsonschema import Draft202012Validator, FormatChecker
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     FIXTURES,
     Jose,
     jose_fixture,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sandbox_testkit import Jose, keys_fixture, load_fixture, serve  # noqa: F401 (fixtures)
+from support.sandbox import Jose, keys_fixture, load_fixture, serve  # noqa: F401 (fixtures)
 
 from bridge.sandbox import SandboxSettings, SandboxStartError, create_app, start_sandbox
 from bridge.sandbox.keys import KeyMaterial

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from jwcrypto import jwe, jwk
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     Jose,
     jose_fixture,
     keys_fixture,

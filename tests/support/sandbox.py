@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from jwcrypto import jwe, jwk, jwt
-from support import paths
 
 from bridge.sandbox import RunningSandbox, SandboxSettings, start_sandbox
 from bridge.sandbox.keys import KeyMaterial, generate_keys
+from support import paths
 
 FIXTURES = paths.FIXTURES / "sandbox"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
