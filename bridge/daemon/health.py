@@ -36,7 +36,7 @@ from bridge.daemon.status_page import StatusData, render_status_page
 from bridge.errors import BridgeError
 from bridge.flow.pipeline import TRACKED_STATES, WORKING_STATES
 from bridge.kuhr.client import PRAKSIS_PATH
-from bridge.runtime.listen import listening_socket
+from bridge.runtime.listen import listening_socket, stop_server
 from bridge.runtime.redaction import redact_text
 
 log = logging.getLogger("bridge.health")
@@ -341,11 +341,7 @@ class RunningHealth:
         self.port = port
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout)
+        stop_server(self._server, self._thread, timeout)
 
 
 def start_health_server(

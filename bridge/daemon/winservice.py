@@ -265,27 +265,25 @@ def remove() -> None:
 
 
 def start(wait_seconds: int = 0) -> str:
-    try:
-        win32serviceutil.StartService(SERVICE_NAME)
-        if wait_seconds:
-            win32serviceutil.WaitForServiceStatus(
-                SERVICE_NAME, win32service.SERVICE_RUNNING, wait_seconds
-            )
-    except win32service.error as exc:
-        raise _command_error("start", exc) from None
-    return status()
+    return _change(
+        "start", win32serviceutil.StartService, win32service.SERVICE_RUNNING, wait_seconds
+    )
 
 
 def stop(wait_seconds: int = 0) -> str:
+    return _change("stop", win32serviceutil.StopService, win32service.SERVICE_STOPPED, wait_seconds)
+
+
+def _change(what: str, request: Callable[[str], Any], reached: int, wait_seconds: int) -> str:
+    """Ask the SCM to start or stop the service, wait up to `wait_seconds` for the state it
+    should reach, and say the state it is in. Stopping a service that is not running is fine."""
     try:
-        win32serviceutil.StopService(SERVICE_NAME)
+        request(SERVICE_NAME)
         if wait_seconds:
-            win32serviceutil.WaitForServiceStatus(
-                SERVICE_NAME, win32service.SERVICE_STOPPED, wait_seconds
-            )
+            win32serviceutil.WaitForServiceStatus(SERVICE_NAME, reached, wait_seconds)
     except win32service.error as exc:
-        if getattr(exc, "winerror", None) != ERROR_SERVICE_NOT_ACTIVE:
-            raise _command_error("stop", exc) from None
+        if not (what == "stop" and getattr(exc, "winerror", None) == ERROR_SERVICE_NOT_ACTIVE):
+            raise _command_error(what, exc) from None
     return status()
 
 

@@ -1,8 +1,11 @@
-"""The listening socket of the bridge's HTTP servers (sandbox, health endpoint)."""
+"""The listening socket of the bridge's HTTP servers (sandbox, health endpoint), and stopping
+them."""
 
 from __future__ import annotations
 
 import socket
+import threading
+from typing import Any
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -20,3 +23,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def stop_server(server: Any, thread: threading.Thread, timeout: float = 5.0) -> None:
+    """Stop a uvicorn server serving in `thread`: ask it to exit (open connections finish),
+    then force it if it has not stopped within `timeout`, and join the thread."""
+    server.should_exit = True
+    thread.join(timeout)
+    if thread.is_alive():
+        server.force_exit = True
+        thread.join(timeout)

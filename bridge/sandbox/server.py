@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from bridge.runtime.listen import listening_socket
+from bridge.runtime.listen import listening_socket, stop_server
 from bridge.sandbox.app import create_app
 from bridge.sandbox.clock import as_oslo
 from bridge.sandbox.core import Sandbox
@@ -56,11 +56,7 @@ class RunningSandbox:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and join the server thread (open connections are closed)."""
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout)
+        stop_server(self._server, self._thread, timeout)
 
     def __enter__(self) -> RunningSandbox:
         return self
