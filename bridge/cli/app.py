@@ -5,6 +5,10 @@ incomplete installation.
 Problems go to stderr as `FILE:LINE: CODE: sentence`; results go to stdout.
 """
 
+# Imports inside command functions are deliberate: every start registers every command, and
+# importing all their subsystems up front (FastAPI, aiohttp, xmlschema, the migration) makes
+# each command start ~5 s slower (1.4 s against 6.6 s, python -c 'import …', loaded machine).
+
 from __future__ import annotations
 
 import importlib

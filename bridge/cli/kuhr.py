@@ -5,6 +5,10 @@ Results go to stdout (a table, or JSON with `--json`); problems and the environm
 Exit codes: 0 ok, 1 claim or remote failure, 2 usage or configuration error.
 """
 
+# Imports inside command functions are deliberate: every start registers every command, and
+# importing all their subsystems up front (FastAPI, aiohttp, xmlschema, the migration) makes
+# each command start ~5 s slower (1.4 s against 6.6 s, python -c 'import …', loaded machine).
+
 from __future__ import annotations
 
 import re

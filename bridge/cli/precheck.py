@@ -7,6 +7,10 @@ the sandbox's copy), `takster search` looks a code or a description up, `takster
 how old the cache is. `convert_precheck` is the hook `bkm-bridge convert` calls.
 """
 
+# Imports inside command functions are deliberate: every start registers every command, and
+# importing all their subsystems up front (FastAPI, aiohttp, xmlschema, the migration) makes
+# each command start ~5 s slower (1.4 s against 6.6 s, python -c 'import …', loaded machine).
+
 from __future__ import annotations
 
 import functools
