@@ -231,6 +231,7 @@ class Runner:
             done_files=watch.done_files,
             exclusive_open=watch.exclusive_open,
             lock_folders=watch.lock_folders,
+            complete_on_close=watch.completion == "auto",
         )
         loop = self._loop
         assert loop is not None and self.pipeline is not None
