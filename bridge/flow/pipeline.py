@@ -39,6 +39,7 @@ from bridge.core.outcomes import State
 from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.core.precheck import PrecheckOutcome
 from bridge.core.problems import Problem
+from bridge.files.reading import read_limited
 from bridge.flow.delivery import Delivery
 from bridge.flow.journal import Journal, Version
 from bridge.flow.options import NEVER, PipelineOptions
@@ -127,7 +128,7 @@ class Pipeline:
             ):
                 return known  # unchanged since it was seen (a restart hands every file over)
             size = stat.st_size
-            data = path.read_bytes() if size <= self.options.max_bytes else None
+            data = read_limited(path, None) if size <= self.options.max_bytes else None
             sha = _sha256_of_file(path) if data is None else hashlib.sha256(data).hexdigest()
         except OSError as err:
             return self._offer_unreadable(path, root, err)
@@ -719,7 +720,7 @@ class Pipeline:
 
 
 def _read_file(path: str) -> bytes:
-    return Path(path).read_bytes()
+    return read_limited(path, None)  # a regular file only: never waits on a FIFO
 
 
 def _sha256_of_file(path: Path) -> str:
