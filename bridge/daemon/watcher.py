@@ -88,6 +88,15 @@ _EVENT_TYPES: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirMovedEvent,
 ]
+# Where close-write events say when a file is complete, only they, renames and deletions are
+# asked for: a file's creation and each of its writes (most of them the bridge's own receipt
+# writes) would only be dropped again. A file whose close is missed is found by the rescan.
+_CLOSE_EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+]
+_DIR_EVENT_TYPES: list[type[FileSystemEvent]] = [DirCreatedEvent, DirMovedEvent]
 
 
 @dataclass(frozen=True)
@@ -639,7 +648,7 @@ class FolderWatcher:
                     _EventRecorder(self._record_event, root),
                     root.path,
                     recursive=self._options.recursive,
-                    event_filter=_EVENT_TYPES,
+                    event_filter=self._event_types(root),
                 )
             observer.start()
         except BaseException:
@@ -647,6 +656,11 @@ class FolderWatcher:
                 observer.stop()
             raise
         return observer
+
+    def _event_types(self, root: _Root) -> list[type[FileSystemEvent]]:
+        if root.completion is not Completion.CLOSE_WRITE:
+            return _EVENT_TYPES
+        return _CLOSE_EVENT_TYPES + (_DIR_EVENT_TYPES if self._options.recursive else [])
 
     def _release_locks(self) -> None:
         locks, self._locks = self._locks, []
@@ -657,7 +671,9 @@ class FolderWatcher:
         return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
 
     def _record_event(self, event: FileSystemEvent, root: _Root) -> None:
-        """Observer thread: remember which paths to look at; the worker does the looking."""
+        """Observer thread: remember which paths to look at; the worker does the looking.
+        Names that are never taken (temp files, hidden files, the bridge's own receipts, whose
+        writes make most of a folder's events) are dropped here, before they cost more."""
         kind = event.event_type
         with self._events_lock:
             if event.is_directory:
@@ -666,12 +682,14 @@ class FolderWatcher:
                 return
             src = os.fsdecode(event.src_path)
             if kind == "moved":
-                if src:
+                if src and not self._skipped(src):
                     self._dirty_files[src] = (root, False)
                 dest = os.fsdecode(event.dest_path)
-                if not dest:
+                if not dest or self._skipped(dest):
                     return
                 done, src = True, dest  # renamed into place: written completely before
+            elif self._skipped(src):
+                return
             elif kind == "closed":
                 done = True
             elif kind == "attrib":  # a chmod or touch after the close does not reopen it
@@ -681,6 +699,9 @@ class FolderWatcher:
             self._dirty_files[src] = (root, done)
         if done and root.completion is Completion.CLOSE_WRITE:
             self._wake.set()
+
+    def _skipped(self, path: str) -> bool:
+        return self._filter.skip_file(os.path.basename(path))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
