@@ -31,6 +31,7 @@ from bridge.flow.assembly import (
     prechecker,
 )
 from bridge.flow.journal import Journal
+from bridge.flow.options import inline_when_small
 from bridge.flow.pipeline import Pipeline
 
 log = logging.getLogger("bridge.runner")
@@ -193,7 +194,7 @@ class Runner:
             self.pipeline = Pipeline(
                 self.journal,
                 kuhr,
-                pipeline_options(settings, time_scale=parts.speed),
+                pipeline_options(settings, time_scale=parts.speed, offload=inline_when_small),
                 prechecker=prechecker(settings, target),
             )
             self.watcher = self._make_watcher()
