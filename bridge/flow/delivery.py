@@ -180,7 +180,7 @@ class Delivery:
             elif trap.replaceable:
                 log.warning(
                     "%s: a %s was where the receipt goes; it was not followed or read and has "
-                    "been replaced by the receipt (who can write to %s?)",
+                    "been replaced by the receipt. Check who can write to %s",
                     trap.path.name,
                     trap.kind,
                     trap.path.parent,
