@@ -197,6 +197,10 @@ class WatchSettings(_Section):
     include: list[str] = ["*.xml"]
     exclude: list[str] = []
     quiet_seconds: float = Field(2.0, ge=0)
+    # auto: on a local disk a file is taken when its writer closes it (Linux) or as soon as it
+    # can be opened exclusively (Windows); network shares and polling keep quiet_seconds.
+    # quiet: always wait quiet_seconds (an EPJ that closes and reopens a file while writing it).
+    completion: Literal["auto", "quiet"] = "auto"
     rescan_seconds: float = Field(30.0, gt=0)
     polling: bool = False  # polling observer (some network shares deliver no events)
     done_files: bool = False  # take NAME.xml only once NAME.xml.done exists

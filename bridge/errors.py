@@ -21,6 +21,7 @@ the tree to exit codes in one place (bridge.cli.exits); the daemon logs them by 
     ├── OpenDataError               bridge.kuhr.opendata: Helfo's open data API failed
     ├── TooLargeError               bridge.files.reading: a file over the size limit (an OSError)
     ├── AppRecInvalidError          bridge.files.receipts: a bug: the AppRec does not validate
+    ├── ReceiptPathBlockedError     bridge.files.receipts: a folder is where a receipt goes
     ├── JournalError                bridge.flow.journal: the journal refused a change
     │   └── JournalLockedError      bridge.migrate.tally: another run holds the journal
     ├── FolderLockedError           bridge.daemon.watcher: another bridge watches the folder

@@ -84,6 +84,14 @@ def watch_command(
         float | None,
         typer.Option("--quiet-seconds", help="A file is complete when unchanged this long.", min=0),
     ] = None,
+    completion: Annotated[
+        str | None,
+        typer.Option(
+            "--completion",
+            help="auto (default): on local disks take a file when its writer closes it; "
+            "quiet: always wait --quiet-seconds.",
+        ),
+    ] = None,
     polling: Annotated[
         bool | None,
         typer.Option(
@@ -139,6 +147,7 @@ def watch_command(
             "watch.follow": follow,
             "watch.recursive": recursive,
             "watch.quiet_seconds": quiet_seconds,
+            "watch.completion": completion,
             "watch.polling": polling,
             "watch.receipts_dir": receipts_dir,
         },

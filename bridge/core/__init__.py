@@ -1,5 +1,6 @@
 """The functional core: bytes → claim or problems (`convert`), claim → findings (`precheck`),
-facts → receipt data and AppRec bytes (`receipts`, `apprec`). No I/O: no file, network, clock
+facts → receipt data and AppRec bytes (`receipts`, `apprec`), sentences for staff about trouble
+that is not the claim's fault (`notices`). No I/O: no file, network, clock
 or settings is read here; everything is handed in. (The one exception is the data shipped
 with the package – schemas, mapping tables, code lists – read once, lazily.)
 """
@@ -10,6 +11,7 @@ __all__ = [
     "legacy",
     "mapping",
     "model",
+    "notices",
     "outcomes",
     "praksis",
     "precheck",

@@ -88,6 +88,9 @@ PROBLEM_CODES: dict[str, str] = {
     "PRECHECK_BLOCKED": (
         "The pre-control found problems and precheck.mode is block, so the claim was not sent."
     ),
+    "RECEIPT_PATH_TAKEN": (
+        "A link, FIFO, device or folder was where a receipt goes; it was not followed or read."
+    ),
 }
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Settings
 from bridge.core.outcomes import State
 from bridge.daemon.watcher import FolderWatcher, IntakeOptions
+from bridge.files.fsutil import remove_abandoned_temps
 from bridge.files.receipts import is_receipt_name
 from bridge.flow.assembly import (
     open_kuhr,
@@ -30,6 +31,7 @@ from bridge.flow.assembly import (
     prechecker,
 )
 from bridge.flow.journal import Journal
+from bridge.flow.options import inline_when_small
 from bridge.flow.pipeline import Pipeline
 from bridge.kuhr.target import Target
 
@@ -157,11 +159,22 @@ class Runner:
         await pipeline.run_until_settled()
         assert self.journal is not None
         failed = 0
+        no_receipt: list[str] = []
         for path in handed:
             version = self.journal.latest_for_path(str(path))
-            if version is not None and version.state in (State.REJECTED, State.FAILED):
+            if version is None:
+                continue
+            if version.state in (State.REJECTED, State.FAILED):
                 failed += 1
-        return 1 if failed else 0
+            if version.receipts_pending:
+                no_receipt.append(path.name)
+        if no_receipt:
+            log.error(
+                "%d file(s) have no up-to-date receipt (see the lines above): %s",
+                len(no_receipt),
+                ", ".join(no_receipt[:20]) + (" …" if len(no_receipt) > 20 else ""),
+            )
+        return 1 if failed or no_receipt else 0
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[Pipeline]:
@@ -182,10 +195,11 @@ class Runner:
             stack.push_async_callback(kuhr.aclose)
             self.journal = open_watch_journal(settings)
             stack.callback(self.journal.close)
+            await asyncio.to_thread(self._remove_abandoned_temps)
             self.pipeline = Pipeline(
                 self.journal,
                 kuhr,
-                pipeline_options(settings, time_scale=parts.speed),
+                pipeline_options(settings, time_scale=parts.speed, offload=inline_when_small),
                 prechecker=prechecker(settings, target),
             )
             watcher = self.watcher = self._make_watcher()
@@ -199,6 +213,15 @@ class Runner:
                 self.health = start_health_server(self, watch.http_host, watch.http_port)
                 stack.callback(self.health.stop)
             yield self.pipeline
+
+    def _remove_abandoned_temps(self) -> None:
+        """Temp files of receipt writes a killed bridge left behind, removed before intake
+        starts: in the watched folders and the receipts folder (not left for the age rule)."""
+        watch = self.settings.watch
+        for folder in self.options.folders:
+            remove_abandoned_temps(folder, recursive=watch.recursive)
+        if watch.receipts_dir is not None:
+            remove_abandoned_temps(watch.receipts_dir, recursive=True)
 
     def _make_watcher(self) -> FolderWatcher:
         watch = self.settings.watch
@@ -214,6 +237,7 @@ class Runner:
             done_files=watch.done_files,
             exclusive_open=watch.exclusive_open,
             lock_folders=watch.lock_folders,
+            complete_on_close=watch.completion == "auto",
         )
         loop = self._loop
         assert loop is not None and self.pipeline is not None

@@ -9,6 +9,14 @@ every `rescan_seconds`. Each (path, size, mtime_ns) is handed over at most once;
 content is new is the pipeline's business (it decides by sha256). A path that disappears is
 forgotten entirely, so if it comes back it counts as a new file.
 
+With `complete_on_close`, a folder on a local disk needs no quiet period: on Linux (inotify) a
+file is complete when its writer closes it after writing (IN_CLOSE_WRITE) or when it is renamed
+into place; on Windows as soon as it can be opened exclusively (no one has it open any more).
+A file written again after that is a new version, as always. Folders on network shares (whose
+writers are other machines: no close events, and share-mode answers cached) and the polling
+observer keep the quiet period and the rescans (`FolderWatcher.completion()` says which applies
+where). A file whose close event is lost still completes by the quiet period.
+
 A lock file in each folder (`.bkm-bridge.lock`, an OS lock held for the watcher's life) keeps a
 second bridge process away from a folder the first one is taking files from.
 """
@@ -27,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -51,6 +59,7 @@ from watchdog.observers.polling import PollingObserver
 
 from bridge.errors import BridgeError
 from bridge.files.fsutil import WINDOWS_LOCK_OFFSET, remove_if_stale_temp, try_lock
+from bridge.files.mounts import filesystem_of
 
 if sys.platform == "win32":
     import ctypes
@@ -79,6 +88,15 @@ _EVENT_TYPES: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirMovedEvent,
 ]
+# Where close-write events say when a file is complete, only they, renames and deletions are
+# asked for: a file's creation and each of its writes (most of them the bridge's own receipt
+# writes) would only be dropped again. A file whose close is missed is found by the rescan.
+_CLOSE_EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+]
+_DIR_EVENT_TYPES: list[type[FileSystemEvent]] = [DirCreatedEvent, DirMovedEvent]
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,9 @@ class IntakeOptions:
     done_files: bool = False
     exclusive_open: bool = True
     lock_folders: bool = True
+    # On local disks, a file is complete once its writer has closed it (see the module's
+    # docstring); the quiet period stays for everything else.
+    complete_on_close: bool = False
 
     def __post_init__(self) -> None:
         folders = tuple(Path(folder) for folder in self.folders)
@@ -157,16 +178,29 @@ class _NameFilter:
 # --- bookkeeping -----------------------------------------------------------------------------
 
 
+class Completion(Enum):
+    """How the intake knows that a file in a folder is completely written."""
+
+    CLOSE_WRITE = "when its writer closes it (close-write events)"
+    EXCLUSIVE_OPEN = "as soon as it can be opened exclusively"
+    QUIET = "once size and mtime stay unchanged for the quiet period"
+
+
 @dataclass(frozen=True)
 class _Root:
     path: str  # absolute, as configured: every event and scan path starts with it
     prefix: str  # path + separator
     real: str  # symlinks resolved, normcased: where links may point
+    completion: Completion = Completion.QUIET
+    filesystem: str = "unknown"
 
     @classmethod
     def of(cls, folder: Path) -> _Root:
         path = os.path.abspath(folder)
         return cls(path, os.path.join(path, ""), os.path.normcase(os.path.realpath(path)))
+
+    def completing(self, completion: Completion, filesystem: str) -> _Root:
+        return replace(self, completion=completion, filesystem=filesystem)
 
     def contains(self, real_target: str) -> bool:
         target = os.path.normcase(real_target)
@@ -185,9 +219,11 @@ class _Candidate:
     mtime_ns: int
     since: float  # clock time at which this size and mtime_ns were first observed
     due: float  # clock time of the next look (stat) from the stability check
+    closed: bool = False  # its writer closed it since this size and mtime were observed
 
     def changed_to(self, size: int, mtime_ns: int, now: float, quiet: float) -> None:
         self.size, self.mtime_ns, self.since, self.due = size, mtime_ns, now, now + quiet
+        self.closed = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -362,10 +398,37 @@ def _write_holder(fd: int) -> None:
 # --- observer side ---------------------------------------------------------------------------
 
 
+_INOTIFY = sys.platform.startswith("linux")
+# Where an exclusive open fails while anyone has the file open (Windows share modes); an
+# flock elsewhere is advisory and says nothing about writers that do not lock.
+_SHARE_MODES = sys.platform == "win32"
+
+
 def _new_observer(polling: bool, interval: float) -> BaseObserver:
     if polling:
         return PollingObserver(timeout=interval)
+    if _INOTIFY:
+        # Full events: a file renamed in from outside the folder is a move (complete), not a
+        # create (a file that may still be being written).
+        return Observer(timeout=interval, generate_full_events=True)
     return Observer(timeout=interval)
+
+
+def _completion_for(root: _Root, options: IntakeOptions, polling: bool) -> _Root:
+    """The way files in `root` are known complete, from the options, the platform, the
+    observer in use and the filesystem the folder lives on."""
+    if not options.complete_on_close:
+        return root.completing(Completion.QUIET, "")
+    filesystem = filesystem_of(root.path)
+    if filesystem.network:
+        completion = Completion.QUIET
+    elif _SHARE_MODES and options.exclusive_open:
+        completion = Completion.EXCLUSIVE_OPEN
+    elif _INOTIFY and not polling:
+        completion = Completion.CLOSE_WRITE
+    else:
+        completion = Completion.QUIET
+    return root.completing(completion, filesystem.kind)
 
 
 class _EventRecorder(FileSystemEventHandler):
@@ -404,6 +467,7 @@ class FolderWatcher:
         self._clock = clock
         self._filter = _NameFilter(options, is_own_file)
         self._roots = tuple(_Root.of(folder) for folder in options.folders)
+        self._fast = False  # some folder completes files without the quiet period
         self._tick_seconds = max(
             _MIN_TICK_SECONDS, min(options.quiet_seconds / 4, _MAX_TICK_SECONDS)
         )
@@ -418,9 +482,10 @@ class FolderWatcher:
         self._next_rescan_at: float | None = None
         self._last_rescan_at: float | None = None
 
-        # Filled by the observer thread, emptied by the worker.
+        # Filled by the observer thread, emptied by the worker (path → root, and whether the
+        # last event for it says its writer is done: closed after writing, or renamed there).
         self._events_lock = threading.Lock()
-        self._dirty_files: dict[str, _Root] = {}
+        self._dirty_files: dict[str, tuple[_Root, bool]] = {}
         self._dirty_dirs: dict[str, _Root] = {}
 
         self._lifecycle_lock = threading.Lock()
@@ -439,6 +504,10 @@ class FolderWatcher:
     def pending(self) -> int:
         """Candidates not yet complete."""
         return len(self._candidates)
+
+    def completion(self) -> dict[Path, Completion]:
+        """How files are known complete in each watched folder (decided at start)."""
+        return {Path(root.path): root.completion for root in self._roots}
 
     @property
     def last_rescan_at(self) -> float | None:
@@ -472,6 +541,10 @@ class FolderWatcher:
             self._options.quiet_seconds,
             self._options.rescan_seconds,
         )
+        if self._options.complete_on_close:
+            for root in self._roots:
+                where = f" ({root.filesystem})" if root.filesystem else ""
+                log.info("%s%s: a file is taken %s", root.path, where, root.completion.value)
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lifecycle_lock:
@@ -566,6 +639,8 @@ class FolderWatcher:
             return self._schedule_observer(polling=True)
 
     def _schedule_observer(self, polling: bool) -> BaseObserver:
+        self._roots = tuple(_completion_for(root, self._options, polling) for root in self._roots)
+        self._fast = any(root.completion is not Completion.QUIET for root in self._roots)
         observer = _new_observer(polling, self._poll_seconds)
         try:
             for root in self._roots:
@@ -573,7 +648,7 @@ class FolderWatcher:
                     _EventRecorder(self._record_event, root),
                     root.path,
                     recursive=self._options.recursive,
-                    event_filter=_EVENT_TYPES,
+                    event_filter=self._event_types(root),
                 )
             observer.start()
         except BaseException:
@@ -581,6 +656,11 @@ class FolderWatcher:
                 observer.stop()
             raise
         return observer
+
+    def _event_types(self, root: _Root) -> list[type[FileSystemEvent]]:
+        if root.completion is not Completion.CLOSE_WRITE:
+            return _EVENT_TYPES
+        return _CLOSE_EVENT_TYPES + (_DIR_EVENT_TYPES if self._options.recursive else [])
 
     def _release_locks(self) -> None:
         locks, self._locks = self._locks, []
@@ -591,17 +671,37 @@ class FolderWatcher:
         return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
 
     def _record_event(self, event: FileSystemEvent, root: _Root) -> None:
-        """Observer thread: remember which paths to look at; the worker does the looking."""
-        paths = [event.src_path]
-        if event.event_type == "moved":
-            paths.append(event.dest_path)
+        """Observer thread: remember which paths to look at; the worker does the looking.
+        Names that are never taken (temp files, hidden files, the bridge's own receipts, whose
+        writes make most of a folder's events) are dropped here, before they cost more."""
+        kind = event.event_type
         with self._events_lock:
             if event.is_directory:
-                if event.event_type in ("created", "moved"):
-                    self._dirty_dirs[os.fsdecode(paths[-1])] = root
+                if kind in ("created", "moved"):
+                    self._dirty_dirs[os.fsdecode(event.dest_path or event.src_path)] = root
+                return
+            src = os.fsdecode(event.src_path)
+            if kind == "moved":
+                if src and not self._skipped(src):
+                    self._dirty_files[src] = (root, False)
+                dest = os.fsdecode(event.dest_path)
+                if not dest or self._skipped(dest):
+                    return
+                done, src = True, dest  # renamed into place: written completely before
+            elif self._skipped(src):
+                return
+            elif kind == "closed":
+                done = True
+            elif kind == "attrib":  # a chmod or touch after the close does not reopen it
+                done = self._dirty_files.get(src, (root, False))[1]
             else:
-                for path in paths:
-                    self._dirty_files[os.fsdecode(path)] = root
+                done = False
+            self._dirty_files[src] = (root, done)
+        if done and root.completion is Completion.CLOSE_WRITE:
+            self._wake.set()
+
+    def _skipped(self, path: str) -> bool:
+        return self._filter.skip_file(os.path.basename(path))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -697,12 +797,19 @@ class FolderWatcher:
         handed = self._handed_over.get(path)
         if handed is not None and handed.size == size and handed.mtime_ns == mtime_ns:
             return
-        quiet = self._options.quiet_seconds
+        quiet = self._quiet_for(root)
         candidate = self._candidates.get(path)
         if candidate is None:
             self._candidates[path] = _Candidate(root, size, mtime_ns, now, now + quiet)
         elif candidate.size != size or candidate.mtime_ns != mtime_ns:
             candidate.changed_to(size, mtime_ns, now, quiet)
+
+    def _quiet_for(self, root: _Root) -> float:
+        """Where an exclusive open tells when the writer is done, no quiet period is needed:
+        the open is tried at once (and again every tick while it fails)."""
+        if root.completion is Completion.EXCLUSIVE_OPEN:
+            return 0.0
+        return self._options.quiet_seconds
 
     def _forget(self, path: str) -> None:
         self._candidates.pop(path, None)
@@ -713,7 +820,7 @@ class FolderWatcher:
             files, self._dirty_files = self._dirty_files, {}
             dirs, self._dirty_dirs = self._dirty_dirs, {}
         now = self._clock()
-        for path, root in files.items():
+        for path, (root, done) in files.items():
             relative = self._relative_parts(path, root)
             if relative is None or self._filter.skip_file(
                 relative[-1], "/".join(relative) if len(relative) > 1 else None
@@ -722,6 +829,10 @@ class FolderWatcher:
             found = self._stat_eligible(path, root)
             if isinstance(found, os.stat_result):
                 self._observe(path, root, found, now)
+                if done and root.completion is Completion.CLOSE_WRITE:
+                    candidate = self._candidates.get(path)
+                    if candidate is not None:
+                        candidate.closed, candidate.due = True, now
             elif found is _Absent.GONE:
                 self._forget(path)
         if not self._options.recursive:
@@ -749,11 +860,11 @@ class FolderWatcher:
         is what makes a file complete, so lost events only delay, never hurry, a hand-over.
         """
         now = self._clock()
-        quiet = self._options.quiet_seconds
         ready: list[tuple[str, _Candidate]] = []
         for path, candidate in list(self._candidates.items()):
             if candidate.due > now:
                 continue
+            quiet = self._quiet_for(candidate.root)
             try:
                 found = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -765,8 +876,11 @@ class FolderWatcher:
             if found.st_size != candidate.size or found.st_mtime_ns != candidate.mtime_ns:
                 candidate.changed_to(found.st_size, found.st_mtime_ns, now, quiet)
                 continue
+            exclusive = self._options.exclusive_open or (
+                candidate.root.completion is Completion.EXCLUSIVE_OPEN
+            )
             if (self._options.done_files and not _done_file_present(path, candidate.mtime_ns)) or (
-                self._options.exclusive_open and not _can_open_exclusively(path)
+                exclusive and not _can_open_exclusively(path)
             ):
                 candidate.due = now + self._tick_seconds
                 continue

@@ -4,11 +4,13 @@ and `convert_file`, the shell around the pure `bridge.core.convert.convert`."""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
 from bridge.core.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
 from bridge.errors import BridgeError
+from bridge.files.fsutil import NotARegularFileError, kind_of
 
 
 def convert_file(path: Path, context: ConvertContext) -> ConvertResult:
@@ -28,13 +30,23 @@ class TooLargeError(BridgeError, OSError):
         self.size = size
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
 def read_limited(path: Path | str, max_bytes: int | None) -> bytes:
     """The file's bytes, refusing one over `max_bytes` before reading it. Plain `os` calls:
     this runs once per file of a batch, and a buffered file object cost as much as the read;
-    reading the size fstat gives (not `max_bytes`) spares a 32 MB allocation per file."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    reading the size fstat gives (not `max_bytes`) spares a 32 MB allocation per file.
+
+    Only a regular file is read (a link to one is followed: the intake decided it may be): the
+    open does not block, so a FIFO or device swapped in for a claim is refused, not waited on
+    or read without end."""
+    fd = os.open(path, _READ_FLAGS)
     try:
-        size = os.fstat(fd).st_size
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise NotARegularFileError(path, kind_of(found))
+        size = found.st_size
         if max_bytes is not None and size > max_bytes:
             raise TooLargeError(size, max_bytes)
         data = os.read(fd, size + 1)

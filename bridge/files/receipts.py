@@ -1,10 +1,18 @@
 """Receipts on disk: where they go (beside the original, or mirrored under a receipts folder),
 writing them atomically and only when they changed, and moving an original with its receipts.
-What a receipt says is built in bridge.core.receipts and bridge.core.apprec."""
+What a receipt says is built in bridge.core.receipts and bridge.core.apprec.
+
+A receipt path is the bridge's own name in a folder others write to: whatever is there is
+looked at with lstat and read only if it is a regular file (bridge.files.fsutil), so a link,
+FIFO or device planted there can neither hang the bridge nor make it read outside the folder.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -13,13 +21,19 @@ from lxml import etree
 from bridge.core.apprec import build_apprec
 from bridge.core.legacy.namespaces import APPREC_NS
 from bridge.core.legacy.schemas import default_registry
-from bridge.core.model import (
-    dump_json,
-)
+from bridge.core.model import dump_json
+from bridge.core.notices import receipt_path_problem
+from bridge.core.problems import Problem
 from bridge.core.receipts import APPREC_SUFFIX, JSON_SUFFIX, ReceiptFacts, build_receipt
 from bridge.core.timezone import OSLO
 from bridge.errors import BridgeError
-from bridge.files.fsutil import atomic_write
+from bridge.files.fsutil import (
+    REGULAR_FILE,
+    atomic_write,
+    entry_kind,
+    read_regular_file,
+    remove_entry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +68,45 @@ class AppRecInvalidError(BridgeError):
     """The AppRec the bridge built does not validate: a bug, never the clinic's fault."""
 
 
+@dataclass(frozen=True, slots=True)
+class Trap:
+    """Something other than a regular file found where a receipt goes: a link, a FIFO, a
+    device, a socket or a folder. It is never followed or opened; anything but a folder is
+    replaced by the receipt (the rename replaces the entry, never what a link points to)."""
+
+    path: Path
+    kind: str  # see bridge.files.fsutil.entry_kind
+
+    @property
+    def replaceable(self) -> bool:
+        return self.kind != "directory"
+
+    def problem(self) -> Problem:
+        """The warning the JSON receipt carries about it, in words for the clinic."""
+        return receipt_path_problem(self.path.name, self.kind, replaced=self.replaceable)
+
+
+class ReceiptPathBlockedError(BridgeError, OSError):
+    """A folder sits where a receipt goes, so that receipt cannot be written."""
+
+    def __init__(self, traps: list[Trap]) -> None:
+        names = ", ".join(t.path.name for t in traps)
+        super().__init__(errno.EISDIR, f"a folder is where the receipt goes: {names}")
+        self.traps = traps
+
+
+@dataclass(slots=True)
+class Placement:
+    """What `place_receipts` did: the paths written and the traps it found at them."""
+
+    written: list[Path] = field(default_factory=list)
+    traps: list[Trap] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> list[Trap]:
+        return [t for t in self.traps if not t.replaceable]
+
+
 def write_receipts(
     facts: ReceiptFacts,
     *,
@@ -61,34 +114,89 @@ def write_receipts(
     root: Path | None = None,
     now: datetime | None = None,
 ) -> list[Path]:
-    """Write (atomically) what changed; returns the paths written.
+    """`place_receipts`, for callers that only need the paths written; a receipt that cannot
+    be written because a folder is in its place raises ReceiptPathBlockedError."""
+    placement = place_receipts(facts, receipts_dir=receipts_dir, root=root, now=now)
+    if placement.blocked:
+        raise ReceiptPathBlockedError(placement.blocked)
+    return placement.written
+
+
+def place_receipts(
+    facts: ReceiptFacts,
+    *,
+    receipts_dir: Path | None = None,
+    root: Path | None = None,
+    now: datetime | None = None,
+    notes: Sequence[Problem] = (),
+) -> Placement:
+    """Write (atomically) what changed, never following or opening anything but a regular
+    file at a receipt path.
 
     The JSON receipt is rewritten whenever its content changes. The AppRec is written once
     there is a final answer and rewritten only when the outcome (its Id) changes, so an EPJ
     that imports AppRecs sees each outcome once. While a version has no final answer, an AppRec
     left beside the file belongs to an earlier version of it and is removed.
+
+    A trap at a receipt path (see `Trap`) is reported in the placement and named, as a warning,
+    in the JSON receipt, together with `notes` (traps found by earlier writes). What is there
+    is compared only when it is a regular file of a plausible size, read with bounded reads.
     """
     now = now or datetime.now(OSLO)
     json_path, apprec_path = receipt_paths(facts.source, receipts_dir, root)
-    written: list[Path] = []
-    data = (dump_json(build_receipt(facts)) + "\n").encode("utf-8")
-    if _read_bytes(json_path) != data:
+    placement = Placement()
+    for path in (json_path, apprec_path):
+        kind = entry_kind(path)
+        if kind is not None and kind != REGULAR_FILE:
+            placement.traps.append(Trap(path, kind))
+    warnings = [*notes, *(t.problem() for t in placement.traps)]
+    receipt_facts = replace(facts, problems=[*facts.problems, *_new(warnings, facts.problems)])
+    data = (dump_json(build_receipt(receipt_facts)) + "\n").encode("utf-8")
+    trapped = {t.path: t for t in placement.traps}
+    json_trap = trapped.get(json_path)
+    if json_trap.replaceable if json_trap else _existing(json_path, len(data)) != data:
         atomic_write(json_path, data)
-        written.append(json_path)
+        placement.written.append(json_path)
     apprec = build_apprec(facts, now=now)
+    apprec_trap = trapped.get(apprec_path)
     if apprec is None:
-        apprec_path.unlink(missing_ok=True)
-        return written
+        if apprec_trap is None or apprec_trap.replaceable:
+            remove_entry(apprec_path)
+        return placement
     _validate_apprec(apprec)
-    if _apprec_id(_read_bytes(apprec_path)) != _apprec_id(apprec):
+    if apprec_trap is not None:
+        if apprec_trap.replaceable:
+            atomic_write(apprec_path, apprec)
+            placement.written.append(apprec_path)
+        return placement
+    limit = max(APPREC_READ_LIMIT, 2 * len(apprec))
+    if _apprec_id(_existing(apprec_path, limit)) != _apprec_id(apprec):
         atomic_write(apprec_path, apprec)
-        written.append(apprec_path)
-    return written
+        placement.written.append(apprec_path)
+    return placement
 
 
-def _read_bytes(path: Path) -> bytes | None:
+# An AppRec of ours is a few KB (one Error per merknad); one larger than this, or than twice
+# the one about to be written, is not read to compare: it is replaced.
+APPREC_READ_LIMIT = 1 << 20
+
+
+def _new(problems: Sequence[Problem], known: Sequence[Problem]) -> list[Problem]:
+    seen = {(p.code, p.message) for p in known}
+    out = []
+    for problem in problems:
+        if (problem.code, problem.message) not in seen:
+            seen.add((problem.code, problem.message))
+            out.append(problem)
+    return out
+
+
+def _existing(path: Path, limit: int) -> bytes | None:
+    """What a regular file at `path` holds, if it is at most `limit` bytes; None for nothing,
+    for something larger (it differs from what is written: it is simply replaced), or for
+    something that cannot be read (the write that follows says why, if it fails too)."""
     try:
-        return path.read_bytes()
+        return read_regular_file(path, limit=limit)
     except OSError:
         return None
 

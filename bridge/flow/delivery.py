@@ -1,6 +1,11 @@
 """Receipts for what the journal committed: the facts gathered from it, the receipts written
 (and a final original moved), and then the journal told they are written. Killed in between,
 a version stays owed its receipts, and the next pass writes them.
+
+Something planted where a receipt goes (a link, a FIFO: bridge.files.receipts.Trap) is named
+once in the log and kept as a warning in the version's journal record, so every later JSON
+receipt of it still says so. A folder in a receipt's place keeps that receipt owed without
+holding up the others.
 """
 
 from __future__ import annotations
@@ -8,19 +13,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 
 from bridge.core.model import Behandlerkravmelding, dump_json, load_json
+from bridge.core.notices import transient_message
 from bridge.core.outcomes import State
 from bridge.core.receipts import ReceiptFacts, build_receipt
 from bridge.core.timezone import OSLO
 from bridge.files.fsutil import atomic_write
-from bridge.files.receipts import move_with_receipts, superseded_receipt_path, write_receipts
+from bridge.files.receipts import (
+    Placement,
+    move_with_receipts,
+    place_receipts,
+    superseded_receipt_path,
+)
 from bridge.flow.journal import Journal, Version
 from bridge.flow.options import NEVER, PipelineOptions
 
 log = logging.getLogger("bridge.pipeline")
 RECENT_CLAIMS = 64  # parsed claims kept for their receipts (a miss costs one parse)
+# States in which a recorded failure is being retried (the receipt says so and when).
+RETRYING_STATES = frozenset({State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED})
+
+
+class Written(Enum):
+    DONE = "done"  # on disk (or none is due)
+    BLOCKED = "blocked"  # a folder is where one goes: this version waits, the others do not
+    FAILED = "failed"  # the folder cannot be written now (full, unreachable)
 
 
 class Delivery:
@@ -59,8 +79,19 @@ class Delivery:
             duplicate_of=detail.duplicate_of_path,
             precheck=list(detail.precheck),
             timestamps=timestamps,
-            message=detail.message if version.state is State.FAILED else None,
+            message=self._message(version),
         )
+
+    def _message(self, version: Version) -> str | None:
+        """A sentence of the version's own, instead of its status word's: why it is retried."""
+        detail = version.detail
+        if detail.failure and version.state in RETRYING_STATES:
+            return transient_message(
+                detail.failure,
+                retry_at=datetime.fromtimestamp(version.due_at, OSLO),
+                maybe_sent=version.state is State.SUBMITTING,
+            )
+        return detail.message if version.state is State.FAILED else None
 
     def remember_claim(self, text: str, melding: Behandlerkravmelding) -> None:
         self._recent_claims[text] = melding
@@ -77,17 +108,22 @@ class Delivery:
         """Write the receipts of the state just committed (and move a final original), then
         tell the journal they are written. Killed before that, the version stays owed.
         False if the receipts could not be written."""
-        if not self._write_receipts(version):
-            return False
+        return self._deliver(version, final=final) is Written.DONE
+
+    def _deliver(self, version: Version, *, final: bool) -> Written:
+        written = self._write_receipts(version)
+        if written is not Written.DONE:
+            return written
         if final:
             self._move_original(version)
         self.journal.receipts_written(version.id)
-        return True
+        return written
 
     def deliver_owed(self, busy: Collection[int]) -> None:
         """Receipts a killed process did not write, or a full or unreachable folder refused:
         at start, then once a minute. A pass stops at the first receipt that still cannot be
-        written (the folder is most likely still unreachable: one log line, not thousands)."""
+        written (the folder is most likely still unreachable: one log line, not thousands);
+        a receipt blocked by a folder in its place does not stop the pass."""
         now = self._now()
         if self._owed_checked_at is not None and now - self._owed_checked_at < 60.0:
             return
@@ -99,15 +135,16 @@ class Delivery:
                 current = self.journal.get(version.id)
                 if current.receipts_pending:
                     log.info("writing the receipts of %s", current.file.name)
-                    if not self.deliver(current, final=current.due_at >= NEVER):
+                    final = current.due_at >= NEVER
+                    if self._deliver(current, final=final) is Written.FAILED:
                         return
             finally:
                 self.journal.release(version.id)
 
-    def _write_receipts(self, version: Version) -> bool:
-        """True once this version's receipts are on disk (or it gets none)."""
+    def _write_receipts(self, version: Version) -> Written:
+        """DONE once this version's receipts are on disk (or it gets none)."""
         if version.state is State.SKIPPED:
-            return True
+            return Written.DONE
         facts = self.facts(version)
         root = version.detail.root_path if self.options.receipts_dir else None
         try:
@@ -119,12 +156,47 @@ class Delivery:
                     facts.source, version.sha256, self.options.receipts_dir, root
                 )
                 atomic_write(path, (dump_json(build_receipt(facts)) + "\n").encode("utf-8"))
-                return True
-            write_receipts(facts, receipts_dir=self.options.receipts_dir, root=root)
+                return Written.DONE
+            placement = place_receipts(
+                facts,
+                receipts_dir=self.options.receipts_dir,
+                root=root,
+                notes=version.detail.receipt_problems,
+            )
         except (OSError, ValueError) as err:
             log.error("cannot write receipts for %s: %s", version.file.name, err)
-            return False
-        return True
+            return Written.FAILED
+        if placement.traps:
+            self._note_traps(version, placement)
+        return Written.BLOCKED if placement.blocked else Written.DONE
+
+    def _note_traps(self, version: Version, placement: Placement) -> None:
+        """Log each trap the first time it is found, and keep its warning for later receipts."""
+        known = {(p.code, p.message) for p in version.detail.receipt_problems}
+        new = [t for t in placement.traps if (t.problem().code, t.problem().message) not in known]
+        for trap in placement.traps:
+            if trap not in new:
+                log.info("%s: still a %s where the receipt goes", trap.path.name, trap.kind)
+            elif trap.replaceable:
+                log.warning(
+                    "%s: a %s was where the receipt goes; it was not followed or read and has "
+                    "been replaced by the receipt. Check who can write to %s",
+                    trap.path.name,
+                    trap.kind,
+                    trap.path.parent,
+                )
+            else:
+                log.error(
+                    "%s: a %s is where the receipt goes, so it cannot be written; move it away "
+                    "and the receipt follows within a minute",
+                    trap.path.name,
+                    trap.kind,
+                )
+        if new:
+            problems = (*version.detail.receipt_problems, *(t.problem() for t in new))
+            self.journal.transition(
+                version.id, version.state, detail={"receipt_problems": problems}
+            )
 
     def _move_original(self, version: Version) -> None:
         target_dir = None

@@ -19,6 +19,7 @@ submission. Several processes may share one journal: a row is worked on only und
 
 from __future__ import annotations
 
+import heapq
 import os
 import socket
 import sqlite3
@@ -197,6 +198,10 @@ class JournalError(BridgeError):
     pass
 
 
+def _due_order(row: sqlite3.Row) -> tuple[float, int]:
+    return row["due_at"], row["id"]
+
+
 def part_of(sha256: str, parts: int) -> int:
     """Which of `parts` shares a version belongs to, by its content (see `Journal.part`)."""
     return int(sha256[-2:], 16) % parts
@@ -367,33 +372,38 @@ class Journal:
         failed ones only while they have had fewer than `failed_below` attempts.
 
         Rows are read lazily and stop at `limit`, so a scheduler waking often does not parse
-        every due row each time (that grew with the square of a burst of files)."""
+        every due row each time (that grew with the square of a burst of files). Each state is
+        read in the order of its (state, due_at) index and the states are merged here: one
+        query over all of them made SQLite sort every due row first (2.6 ms per call with a
+        thousand files waiting, once per finished step)."""
         now = self._clock() if now is None else now
-        wanted = [s.value for s in states]
-        sql = (
-            f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) AND due_at <= ?"
-        )
-        args: list[Any] = [*wanted, now]
-        if failed_below is not None:
-            sql += " AND NOT (state = ? AND attempts >= ?)"
-            args += [State.FAILED.value, failed_below]
-        sql, args = self._in_part(sql, args)
-        rows = self._db().execute(sql + " ORDER BY due_at, id", args)
+        cursors = []
+        for state in states:
+            sql = "SELECT * FROM versions WHERE state = ? AND due_at <= ?"
+            args: list[Any] = [state.value, now]
+            if failed_below is not None and state is State.FAILED:
+                sql += " AND attempts < ?"
+                args.append(failed_below)
+            sql, args = self._in_part(sql, args)
+            cursors.append(self._db().execute(sql + " ORDER BY due_at, id", args))
         dead: dict[str, bool] = {}
         found: list[Version] = []
-        for row in rows:
-            if row["id"] in skip:
-                continue
-            owner = row["lease_owner"]
-            if (
-                row["lease_until"] < now
-                or owner == self.owner
-                or dead.setdefault(owner, owner_is_dead(owner))
-            ):
-                found.append(Version.from_row(row))
-                if limit is not None and len(found) >= limit:
-                    break
-        rows.close()
+        try:
+            for row in heapq.merge(*cursors, key=_due_order):
+                if row["id"] in skip:
+                    continue
+                owner = row["lease_owner"]
+                if (
+                    row["lease_until"] < now
+                    or owner == self.owner
+                    or dead.setdefault(owner, owner_is_dead(owner))
+                ):
+                    found.append(Version.from_row(row))
+                    if limit is not None and len(found) >= limit:
+                        break
+        finally:
+            for cursor in cursors:
+                cursor.close()
         return found
 
     def next_due(self, states: Iterable[State]) -> float | None:

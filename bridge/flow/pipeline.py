@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,28 @@ from bridge.core.outcomes import State
 from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.core.precheck import PrecheckOutcome
 from bridge.core.problems import Problem
+from bridge.files.reading import read_limited
 from bridge.flow.delivery import Delivery
 from bridge.flow.journal import Journal, Version
 from bridge.flow.options import NEVER, PipelineOptions
 from bridge.flow.precheck import Prechecker
 from bridge.flow.reconcile import Reconciler
-from bridge.kuhr.client import AsyncKuhrClient, KuhrError
+from bridge.kuhr.auth import TokenError
+from bridge.kuhr.client import (
+    AsyncKuhrClient,
+    KuhrAuthError,
+    KuhrError,
+    KuhrResponseError,
+    KuhrUnavailable,
+)
+from bridge.kuhr.jwe import JwksError
 from bridge.runtime.group_sync import GroupSync
 
 log = logging.getLogger("bridge.pipeline")
+
+# Failures of KUHR, of its key set or of the token service: not the claim's fault, and over
+# once the other side is back. A step that meets one tries again after a backoff; never a crash.
+TRANSIENT_ERRORS = (KuhrError, TokenError, JwksError)
 
 # States the pipeline still has work for, by how far it follows a claim.
 WORKING_STATES = (State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED)
@@ -114,7 +128,7 @@ class Pipeline:
             ):
                 return known  # unchanged since it was seen (a restart hands every file over)
             size = stat.st_size
-            data = path.read_bytes() if size <= self.options.max_bytes else None
+            data = read_limited(path, None) if size <= self.options.max_bytes else None
             sha = _sha256_of_file(path) if data is None else hashlib.sha256(data).hexdigest()
         except OSError as err:
             return self._offer_unreadable(path, root, err)
@@ -251,7 +265,9 @@ class Pipeline:
             await self._step_now(self.journal.get(version_id))
         except Exception:  # one file's trouble never stops the others
             log.exception("unexpected error on file version %s", version_id)
-            self._transient(self.journal.get(version_id), "unexpected internal error")
+            self._transient(
+                self.journal.get(version_id), "unexpected internal error", failure="internal"
+            )
         finally:
             self.journal.release(version_id)
 
@@ -333,8 +349,13 @@ class Pipeline:
             problem = Problem("PRAKSIS_MISSING", str(err).replace("\n", " "))
             self._reject(version, [*result.problems, problem], envelope=envelope)
             return
-        except KuhrError as err:
-            self._transient(version, f"could not fetch the praksis list: {err}", resume=State.SEEN)
+        except TRANSIENT_ERRORS as err:
+            self._transient(
+                version,
+                f"could not fetch the praksis list: {err}",
+                resume=State.SEEN,
+                failure=failure_kind(err),
+            )
             return
         melding = Behandlerkravmelding(
             praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
@@ -418,11 +439,13 @@ class Pipeline:
         await self._durable.wait()
         try:
             answer = await self.kuhr.send_inn(claim_text)
-        except KuhrError as err:
+        except TRANSIENT_ERRORS as err:
             # Unknown whether it landed: reconcile later, never blindly resend.
             self.stats.failed_attempts += 1
             self.delivery.deliver(
-                self._later(version, f"no answer from KUHR: {err}", receipts=True)
+                self._later(
+                    version, f"submission failed: {err}", receipts=True, failure=failure_kind(err)
+                )
             )
             return
         await self._after_answer(version, answer)
@@ -475,8 +498,16 @@ class Pipeline:
         melding = Behandlerkravmelding.model_validate(load_json(version.detail.claim or "{}"))
         try:
             found = await self.reconciler.find(version, melding)
-        except KuhrError as err:
-            self._later(version, f"cannot reconcile yet: {err}")
+        except TRANSIENT_ERRORS as err:
+            # The receipt says why it waits and when it is tried next: keep that time true.
+            self.delivery.deliver(
+                self._later(
+                    version,
+                    f"cannot reconcile yet: {err}",
+                    receipts=True,
+                    failure=failure_kind(err),
+                )
+            )
             return
         if found is not None:
             self.stats.submitted += 1
@@ -498,6 +529,7 @@ class Pipeline:
                 "KUHR reports the claim as a duplicate but it is not in the overview yet",
                 resume=State.SUBMITTING,
                 keep_state=True,
+                failure="kuhr_answer",
             )
             return
         log.info("%s: not at KUHR after an interrupted submission; sending it", version.file.name)
@@ -508,8 +540,8 @@ class Pipeline:
         assert version.behandlerkravmelding_id is not None
         try:
             details = await self.kuhr.hent_behandlerkravmelding(version.behandlerkravmelding_id)
-        except KuhrError as err:
-            self._later(version, f"status not available: {err}")
+        except TRANSIENT_ERRORS as err:
+            self._later(version, f"status not available: {err}", failure=failure_kind(err))
             return
         entries = details.behandlerkravmeldinger
         stored = _details_json(details)
@@ -621,33 +653,60 @@ class Pipeline:
         *,
         resume: State | None = None,
         keep_state: bool = False,
+        failure: str = "kuhr_unavailable",
     ) -> None:
+        """A failure that is not the claim's fault: `failure` is its kind, for the receipt
+        (bridge.core.notices.FAILURE_KINDS)."""
         self.stats.failed_attempts += 1
         if keep_state or version.state in (State.SUBMITTING, State.SUBMITTED, State.CONTROLLED):
             # Never "failed" once it may be at KUHR: keep the state, try again later.
-            self._later(version, reason)
+            waiting = version.state is State.SUBMITTING  # its receipt says when it is retried
+            version = self._later(version, reason, receipts=waiting, failure=failure)
+            if waiting:
+                self.delivery.deliver(version)
             return
+        due = self._retry_at(version, reason)
         version = self.journal.transition(
             version.id,
             State.FAILED,
             note=reason,
-            due_at=self._now() + self._backoff(version.attempts),
+            due_at=due,
             attempts=version.attempts + 1,
-            detail={"resume": (resume or State.SEEN).value, "message": reason},
+            detail={
+                "resume": (resume or State.SEEN).value,
+                "message": reason,
+                "failure": failure,
+            },
             receipts=True,
         )
         self.delivery.deliver(version)
 
-    def _later(self, version: Version, note: str, *, receipts: bool = False) -> Version:
+    def _later(
+        self, version: Version, note: str, *, receipts: bool = False, failure: str | None = None
+    ) -> Version:
         """Keep the state and try the same step again after a backoff."""
         return self.journal.transition(
             version.id,
             version.state,
             note=note,
             attempts=version.attempts + 1,
-            due_at=self._now() + self._backoff(version.attempts),
+            due_at=self._retry_at(version, note),
             receipts=receipts,
+            detail={"message": note, "failure": failure} if failure else None,
         )
+
+    def _retry_at(self, version: Version, reason: str) -> float:
+        """When a failed step is tried again; says so in one log line (no traceback: the
+        reason names the failure, and a TokenError what to fix)."""
+        due = self._now() + self._backoff(version.attempts)
+        log.warning(
+            "%s: %s; trying again at %s (attempt %d)",
+            version.file.name,
+            reason,
+            datetime.fromtimestamp(due).astimezone().strftime("%H:%M:%S"),
+            version.attempts + 2,
+        )
+        return due
 
     def _backoff(self, attempts: int) -> float:
         return min(self.options.retry_max, self.options.retry_base * (2 ** min(attempts, 20)))
@@ -661,7 +720,7 @@ class Pipeline:
 
 
 def _read_file(path: str) -> bytes:
-    return Path(path).read_bytes()
+    return read_limited(path, None)  # a regular file only: never waits on a FIFO
 
 
 def _sha256_of_file(path: Path) -> str:
@@ -670,6 +729,21 @@ def _sha256_of_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def failure_kind(err: BaseException) -> str:
+    """What kind of transient failure `err` is, for the receipt's sentence."""
+    if isinstance(err, TokenError):
+        return "token"
+    if isinstance(err, JwksError):
+        return "kuhr_key"
+    if isinstance(err, KuhrAuthError):
+        return "kuhr_access"
+    if isinstance(err, KuhrResponseError):
+        return "kuhr_answer"
+    if isinstance(err, KuhrUnavailable | KuhrError):
+        return "kuhr_unavailable"
+    return "internal"
 
 
 def _rule_matches(options: PipelineOptions, sender: Sender, path: Path) -> bool:

@@ -37,6 +37,9 @@ class Detail:
     polls: int = 0  # status polls so far
     resume: str | None = None  # the state a transient failure resumes from
     message: str | None = None  # why the last attempt failed (a transient failure)
+    failure: str | None = None  # its kind, for the receipt (bridge.core.notices.FAILURE_KINDS)
+    # Warnings about the receipt paths (a link or FIFO found there), kept for later receipts.
+    receipt_problems: tuple[Problem, ...] = ()
     duplicate_of_path: str | None = None  # the file whose identical content was sent
     duplicate_answer: bool = False  # KUHR answered DUPLIKAT_KRAV: find it, never resend
     duplicate_answer_at: float | None = None  # when it answered so
@@ -76,7 +79,7 @@ class Detail:
                 continue
             if f.name == "envelope":
                 value = {name: getattr(value, name) for name in Envelope.__slots__}
-            elif f.name == "problems":
+            elif f.name in _PROBLEM_FIELDS:
                 value = [_problem_dict(p) for p in value]
             elif f.name == "precheck":
                 value = list(value)
@@ -92,10 +95,13 @@ class Detail:
         return cls(**{k: _decoded(k, v) for k, v in data.items() if k in known and v is not None})
 
 
+_PROBLEM_FIELDS = frozenset({"problems", "receipt_problems"})
+
+
 def _decoded(name: str, value: Any) -> Any:
     if name == "envelope" and isinstance(value, dict):
         return Envelope(**value)
-    if name == "problems":
+    if name in _PROBLEM_FIELDS:
         return tuple(p if isinstance(p, Problem) else _problem_from(p) for p in value or ())
     if name == "precheck":
         return tuple(value or ())

@@ -127,6 +127,9 @@ def test_every_file_is_sent_exactly_once_across_kills(
     states = Counter(f["tilstand"] for f in run.journal["filer"])
     assert states == {"controlled": FILES}, f"journal: {dict(states)} {context}"
 
+    # The temp files of receipt writes the kills interrupted were removed by the next start.
+    assert run.leftover_temp_files == [], context
+
     # The last daemon stopped gracefully on SIGTERM, and no patient id reached its log.
     assert run.final_exit_code == 0, context
     assert run.final_stop_seconds < 10, context
