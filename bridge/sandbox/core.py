@@ -30,9 +30,13 @@ from bridge.sandbox.settings import (
     ADMIN_PREFIX,
     DEV_CLIENT_ID,
     HELSEID_AUDIENCE,
+    HELSEID_AUTHORIZE_PATH,
+    HELSEID_DISCOVERY_PATH,
+    HELSEID_PAR_PATH,
     OPNE_DATA_PREFIX,
     SCOPE_HELSEID,
     SCOPE_MASKINPORTEN,
+    TEST_TOKEN_PATH,
     SandboxSettings,
 )
 from bridge.sandbox.store import ClaimStore, Melding, RegningRecord
@@ -102,11 +106,17 @@ class Sandbox:
                 "scope": SCOPE_MASKINPORTEN,
             },
             "helseid": {
+                "authority": s.helseid_issuer,
                 "token_url": s.helseid_token_url,
                 "audience": s.helseid_token_url,
                 "scope": SCOPE_HELSEID,
                 "api_audience": HELSEID_AUDIENCE,
+                "discovery_url": s.url(HELSEID_DISCOVERY_PATH),
+                "par_url": s.url(HELSEID_PAR_PATH),
+                "authorize_url": s.url(HELSEID_AUTHORIZE_PATH),
+                "dpop": True,
             },
+            "test_token": {"url": s.url(TEST_TOKEN_PATH), "key": s.test_token_key},
             "admin_url": s.base_url + ADMIN_PREFIX,
             "opne_data_url": s.base_url + OPNE_DATA_PREFIX,
             "clock": s.clock.astimezone(OSLO).isoformat(timespec="seconds"),
@@ -115,8 +125,18 @@ class Sandbox:
 
     # ------------------------------------------------------------------ API operations
 
-    def authenticate(self, authorization: str | None) -> AccessGrant:
-        return self.tokens.authenticate(authorization)
+    def authenticate(
+        self,
+        authorization: str | None,
+        dpop: str | None = None,
+        method: str = "GET",
+        path: str = "",
+    ) -> AccessGrant:
+        """The grant of a request's token; `path` is the request's, under the sandbox's own
+        address (what a DPoP proof's `htu` must name)."""
+        return self.tokens.authenticate(
+            authorization, dpop=dpop, method=method, url=self.settings.base_url + path
+        )
 
     def praksiser(self, grant: AccessGrant) -> PraksisListe:
         actor = self.registry.actors.get(grant.actor)
@@ -363,6 +383,12 @@ class Sandbox:
             "regninger_accepted": stats.regninger_accepted,
             "meldinger_stored": len(self.store.meldinger),
             "tokens_issued": self.tokens.issued,
+            "tokens_by_grant": dict(self.tokens.issued_by_grant),
+            "client_keys_used": dict(self.tokens.keys_used),
+            "dpop_proofs_checked": self.tokens.dpop.checked,
+            "logins": self.tokens.logins.logins,
+            "refreshes": self.tokens.logins.refreshes,
+            "active_logins": self.tokens.logins.active(),
             "overview_requests": self.lookups["overview"],
             "details_requests": self.lookups["details"],
             "faults": {**self.faults.counts, "requests_seen": self.faults.requests},
