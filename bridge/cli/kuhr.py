@@ -47,6 +47,7 @@ from bridge.core.praksis import (
 from bridge.flow.assembly import Connection, connect
 from bridge.kuhr.auth import TokenError
 from bridge.kuhr.client import KuhrError, KuhrUnavailable, SendInnResult
+from bridge.kuhr.identity import identity_checks
 from bridge.kuhr.jwe import JwksError
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -529,6 +530,41 @@ def _check(name: str, run: Callable[[], str], fix: str) -> bool:
     return True
 
 
+def _report_identity(checks: dict[str, dict[str, Any]]) -> bool:
+    """The login and key lines of `config check` (bridge.kuhr.identity); False on a FAIL."""
+    ok = True
+    login = checks.get("login")
+    if login is not None:
+        what = login.get("who", "")
+        if login.get("expires_at"):
+            what += f"; lasts until {login['expires_at']}"
+        if not login["ok"]:
+            print(f"[FAIL] login: {login.get('error')}")
+            print("       fix: bkm-bridge login")
+            ok = False
+        elif login.get("warning"):
+            print(f"[WARN] login: {what}: {login['warning']}")
+        else:
+            print(f"[ OK ] login: {what}")
+    keys = checks.get("keys")
+    if keys is not None:
+        for key in keys["keys"]:
+            until = "no end date"
+            if "expires_at" in key:
+                until = f"valid until {key['expires_at'][:10]} ({key['days_left']} days)"
+            use = " (in use)" if key["key"] == keys.get("in_use") else ""
+            state = "[ OK ]" if key["ok"] and "warning" not in key else "[WARN]"
+            if not key["ok"]:
+                state = "[FAIL]" if not keys["ok"] else "[WARN]"
+            print(f"{state} key {key['key']}{use}: {until}")
+        if not keys["ok"]:
+            print(f"       fix: {keys.get('error')}")
+            ok = False
+        elif keys.get("warning"):
+            print(f"[WARN] keys: {keys['warning']}")
+    return ok
+
+
 def config_check_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
@@ -581,6 +617,7 @@ def config_check_command(
                 praksis,
                 "register a praksis for this organisation/behandler with Helfo",
             )
+            ok = _report_identity(identity_checks(conn.tokens)) and ok
     except ConfigError as exc:
         print(f"[FAIL] configuration: {exc}")
         raise typer.Exit(ExitCode.FAILED) from None

@@ -1,7 +1,9 @@
 """The optional HTTP endpoint of a running bridge (`[watch] http_port`, loopback by default).
 
     GET /healthz   200 or 503 with JSON naming each check: journal writable, last folder
-                   rescan recent, event loop answering, KUHR reachable, token valid
+                   rescan recent, event loop answering, KUHR reachable, token valid, and
+                   (when there are) the personal login and the signing keys' expiry;
+                   `warnings` lists what is due soon
     GET /metrics   Prometheus text format (bridge.daemon.metrics)
     GET /          the status page (bridge.daemon.status_page)
 
@@ -36,6 +38,7 @@ from bridge.daemon.status_page import StatusData, render_status_page
 from bridge.errors import BridgeError
 from bridge.flow.pipeline import TRACKED_STATES, WORKING_STATES
 from bridge.kuhr.client import PRAKSIS_PATH
+from bridge.kuhr.identity import identity_checks
 from bridge.runtime.listen import listening_socket
 from bridge.runtime.redaction import redact_text
 
@@ -99,6 +102,7 @@ class HealthService:
         checks["rescan"] = self._check_rescan()
         checks["pipeline"] = await self._check_loop()
         checks["kuhr"], checks["token"] = await self._probe_kuhr()
+        checks.update(self._identity())
         failed = [name for name, check in checks.items() if not check["ok"]]
         body = {
             "status": "fail" if failed else "ok",
@@ -106,7 +110,21 @@ class HealthService:
             "failed": failed,
             "checks": checks,
         }
+        warnings = [f"{name}: {c['warning']}" for name, c in checks.items() if c.get("warning")]
+        if warnings:
+            body["warnings"] = warnings  # due soon (a login, a key): 200 still, but say so
         return not failed, body
+
+    def _identity(self) -> dict[str, dict[str, Any]]:
+        """The personal login and the signing keys (bridge.kuhr.identity), when there are."""
+        pipeline = self.source.pipeline
+        tokens = getattr(getattr(pipeline, "kuhr", None), "tokens", None)
+        if tokens is None:
+            return {}
+        try:
+            return identity_checks(tokens)
+        except Exception as exc:  # a report must never take the endpoint down
+            return {"identity": {"ok": False, "error": _reason(exc)}}
 
     async def _check_journal(self) -> dict[str, Any]:
         journal = self.source.journal

@@ -12,6 +12,7 @@ __all__ = [
     "discovery",
     "dpop",
     "jwe",
+    "keys",
     "login",
     "login_store",
     "login_tokens",

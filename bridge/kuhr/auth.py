@@ -325,7 +325,8 @@ class _CachingTokenProvider:
             headers["DPoP"] = self.dpop.proof("POST", self.token_url)
         return client.post(self.token_url, data=data, headers=headers)
 
-    def _http(self) -> httpx.Client:
+    def http_client(self) -> httpx.Client:
+        """A client for the issuer (its TLS verification, timeout and transport)."""
         return httpx.Client(verify=self._verify, timeout=self._timeout, transport=self._transport)
 
     def _fetch(self) -> AccessToken:
@@ -354,7 +355,7 @@ class _CachingTokenProvider:
 
     def _fetch_with(self, key: SigningKey) -> AccessToken:
         last_error: str = ""
-        with self._http() as client:
+        with self.http_client() as client:
             for attempt in range(1, self._attempts + 1):
                 try:
                     response = self._post(client, self._request_data(key))
@@ -556,7 +557,7 @@ class HelseIdTokenProvider(_CachingTokenProvider):
         """POST `grant` to the token endpoint with a client assertion and a DPoP proof (the
         nonce challenge answered); the answer's JSON, or TokenError."""
         key = self.current_key()
-        with self._http() as client:
+        with self.http_client() as client:
             try:
                 response = self._post(client, {**grant, **self.client_assertion(key)})
                 if self._needs_dpop_nonce(response):

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import simplejson
+from jwcrypto import jwk
 
 from bridge.sandbox import views
 from bridge.sandbox.clock import OSLO, SandboxClock, from_epoch
@@ -25,7 +26,7 @@ from bridge.sandbox.faults import FaultConfig, FaultState
 from bridge.sandbox.keys import KeyMaterial, load_or_create_keys
 from bridge.sandbox.lifecycle import Lifecycle
 from bridge.sandbox.merknader import MerknadRef, merknad
-from bridge.sandbox.registry import Registry, build_registry
+from bridge.sandbox.registry import Client, Registry, build_registry
 from bridge.sandbox.settings import (
     ADMIN_PREFIX,
     DEV_CLIENT_ID,
@@ -77,6 +78,7 @@ class Sandbox:
         self.takster = TakstTable(bundled_rows())
         self.takster.add(self.registry.takst_rows)
         self.faults = FaultState()
+        self.listen_url = settings.base_url  # where it listens (differs behind a TLS front)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -93,6 +95,7 @@ class Sandbox:
         return {
             "environment": "sandbox",
             "base_url": s.base_url,
+            "listen_url": self.listen_url,
             "api_url": s.api_url,
             "jwks_url": s.api_url + "/jwk",
             "client_id": DEV_CLIENT_ID,
@@ -368,6 +371,33 @@ class Sandbox:
             raise ValueError(f"regning {guid} is known for several actors: give the melding id")
         return carrying[-1]  # the store keeps meldinger in the order received
 
+    def register_client_key(self, client_id: str, data: dict[str, Any]) -> list[str]:
+        """Register one more public key for a client (what the self-service portals do); its
+        key ids afterwards."""
+        client = self._client(client_id)
+        key = jwk.JWK(**{k: v for k, v in data.items() if k != "exp"})
+        if key.has_private:
+            raise ValueError("register the public key only (the JWK holds a private key)")
+        if not key.get("kid"):
+            raise ValueError("the JWK needs a kid")
+        client.add_key(key)
+        return [str(k.get("kid")) for k in client.public_keys]
+
+    def remove_client_key(self, client_id: str, kid: str) -> list[str]:
+        client = self._client(client_id)
+        if not client.remove_key(kid):
+            raise LookupError(f"client {client_id} has no key {kid}")
+        return [str(k.get("kid")) for k in client.public_keys]
+
+    def client_keys(self, client_id: str) -> list[str]:
+        return [str(k.get("kid")) for k in self._client(client_id).public_keys]
+
+    def _client(self, client_id: str) -> Client:
+        client = self.registry.clients.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id}")
+        return client
+
     def set_faults(self, data: dict[str, Any]) -> dict[str, Any]:
         config = FaultConfig.from_json(data)
         with self._lock:
@@ -386,6 +416,7 @@ class Sandbox:
             "tokens_by_grant": dict(self.tokens.issued_by_grant),
             "client_keys_used": dict(self.tokens.keys_used),
             "dpop_proofs_checked": self.tokens.dpop.checked,
+            "dpop_requests": dict(self.tokens.dpop_requests),
             "logins": self.tokens.logins.logins,
             "refreshes": self.tokens.logins.refreshes,
             "active_logins": self.tokens.logins.active(),

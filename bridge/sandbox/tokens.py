@@ -145,6 +145,7 @@ class TokenService:
         self.issued = 0
         self.issued_by_grant: dict[str, int] = {}
         self.keys_used: dict[str, int] = {}  # client key ids that signed an accepted assertion
+        self.dpop_requests: dict[str, int] = {}  # API requests with a checked proof, by route
 
     # ------------------------------------------------------------------ Maskinporten
 
@@ -576,6 +577,8 @@ class TokenService:
                 401, "invalid_dpop_proof", "the DPoP proof is signed by another key than the "
                 "token is bound to", scheme="DPoP",
             )  # fmt: skip
+        route = f"{method} {_route(url)}"
+        self.dpop_requests[route] = self.dpop_requests.get(route, 0) + 1
 
     def _verify(self, token: str) -> AccessGrant:
         try:
@@ -638,6 +641,13 @@ class TokenService:
             actor = self._registry.actor_by_orgnr(orgnr)
             return actor.name if actor else f"org:{orgnr}"
         raise AuthError(401, "invalid_token", "the token issuer is unknown")
+
+
+def _route(url: str) -> str:
+    """The API route of a URL (an id in the path becomes {id})."""
+    path = url.split("/kuhr/krav/v1", 1)[-1].split("?", 1)[0]
+    head, _, tail = path.partition("/data/behandlerkravmelding/")
+    return f"{head}/data/behandlerkravmelding/{{id}}" if tail else path
 
 
 def _pairwise(client_id: str, pid: str) -> str:
