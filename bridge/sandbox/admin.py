@@ -125,15 +125,28 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/tokens")
     async def set_tokens(request: Request) -> Response:
         """`{"lifetime_seconds": N}`: the lifetime of access tokens issued from now on (tests of
-        token refresh use a short one)."""
+        token refresh use a short one); `{"refresh_lifetime_seconds": N}`: of logins made from
+        now on."""
         try:
-            lifetime = int((await _body(request))["lifetime_seconds"])
+            body = await _body(request)
+            if "refresh_lifetime_seconds" in body:
+                refresh = int(body["refresh_lifetime_seconds"])
+                if refresh < 1:
+                    raise ValueError("refresh_lifetime_seconds must be at least 1")
+                sandbox.tokens.logins.refresh_lifetime = refresh
+            lifetime = int(body.get("lifetime_seconds", sandbox.tokens.lifetime))
             if lifetime < 1:
                 raise ValueError("lifetime_seconds must be at least 1")
         except (KeyError, ValueError, TypeError) as exc:
             return _bad(f"give lifetime_seconds >= 1 ({exc})")
         sandbox.tokens.lifetime = lifetime
-        return _json({"lifetime_seconds": lifetime, "issued": sandbox.tokens.issued})
+        return _json(
+            {
+                "lifetime_seconds": lifetime,
+                "refresh_lifetime_seconds": sandbox.tokens.logins.refresh_lifetime,
+                "issued": sandbox.tokens.issued,
+            }
+        )
 
     @router.post("/rotate-keys")
     async def rotate_keys(request: Request) -> Response:

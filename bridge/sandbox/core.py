@@ -433,4 +433,5 @@ class Sandbox:
             self.clock.set(self.settings.clock)
             self.clock.set_speed(self.settings.speed)
             self.tokens.lifetime = self.settings.token_lifetime_seconds
+            self.tokens.logins.refresh_lifetime = self.settings.refresh_token_lifetime_seconds
             self._reset_state()
