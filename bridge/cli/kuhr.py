@@ -49,6 +49,7 @@ from bridge.kuhr.auth import TokenError
 from bridge.kuhr.client import KuhrError, KuhrUnavailable, SendInnResult
 from bridge.kuhr.identity import identity_checks
 from bridge.kuhr.jwe import JwksError
+from bridge.kuhr.proxy import ProxyRule
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # How far an embedded sandbox's clock moves per poll of `submit --wait`.
@@ -317,6 +318,7 @@ def _advance_sandbox_clock(conn: Connection, seconds: int) -> None:
         conn.target.admin_url.rstrip("/") + "/clock",
         json={"advance_seconds": seconds},
         timeout=10,
+        trust_env=False,  # the sandbox is on loopback: never through a proxy
     )
     response.raise_for_status()
 
@@ -488,6 +490,7 @@ def _show_config(settings: Settings) -> None:
     print("Configuration")
     print(f"  file: {settings.config_file or '(none)'}")
     print(_origin_line(settings, "kuhr.environment", "environment", k.environment.value))
+    print(_origin_line(settings, "kuhr.proxy", "proxy", ProxyRule(k.proxy).describe()))
     if k.environment is Environment.SANDBOX:
         where = k.sandbox_state_dir or "embedded (started for this command)"
         print(_origin_line(settings, "kuhr.sandbox_state_dir", "sandbox", where))

@@ -39,6 +39,7 @@ from bridge.errors import BridgeError
 from bridge.flow.pipeline import TRACKED_STATES, WORKING_STATES
 from bridge.kuhr.client import PRAKSIS_PATH
 from bridge.kuhr.identity import identity_checks
+from bridge.kuhr.proxy import async_transport
 from bridge.runtime.listen import listening_socket
 from bridge.runtime.redaction import redact_text
 
@@ -212,9 +213,10 @@ class HealthService:
 
     def _client(self, target: Any) -> httpx.AsyncClient:
         if self._http is None:
+            verify = getattr(target, "verify", True)
             self._http = httpx.AsyncClient(
                 timeout=self.probe_timeout,
-                verify=getattr(target, "verify", True),
+                transport=async_transport(getattr(target, "proxy", None), verify),
                 headers={"Accept": "application/json", "User-Agent": "bkm-bridge-health"},
                 follow_redirects=False,
             )

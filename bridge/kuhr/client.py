@@ -156,6 +156,7 @@ class AsyncKuhrClient:
         retry: RetryPolicy | None = None,
         verify: bool | str = True,
         max_concurrency: int = 4,
+        proxy: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -174,7 +175,7 @@ class AsyncKuhrClient:
             # only by a command that talks to KUHR, never by `convert` or `validate`.
             from bridge.kuhr.transport import kuhr_transport
 
-            transport = kuhr_transport(verify)
+            transport = kuhr_transport(verify, proxy)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             verify=verify,

@@ -21,6 +21,7 @@ from bridge.kuhr.auth import (
 from bridge.kuhr.client import RetryPolicy
 from bridge.kuhr.login_store import LoginStore
 from bridge.kuhr.login_tokens import HelseIdLoginTokenProvider
+from bridge.kuhr.proxy import sync_transport
 from bridge.kuhr.testtoken import TestTokenProvider
 from bridge.paths import state_dir
 
@@ -46,6 +47,7 @@ class Target:
     helseid_authority: str | None = None  # where the personal login's discovery document is
     test_token_url: str | None = None
     test_token_key: str | None = field(default=None, repr=False)
+    proxy: str | None = None  # kuhr.proxy (bridge.kuhr.proxy: with the environment's rules)
 
     @property
     def is_sandbox(self) -> bool:
@@ -105,6 +107,7 @@ def _sandbox_target(settings: Settings, info: dict[str, Any], embedded: bool) ->
         helseid_authority=issuer.get("authority"),
         test_token_url=test_token.get("url"),
         test_token_key=auth.test_token.key_value() or test_token.get("key"),
+        proxy=settings.kuhr.proxy,
     )
 
 
@@ -160,6 +163,7 @@ def resolve_target(
         helseid_authority=authority,
         test_token_url=auth.test_token.url if test_token else None,
         test_token_key=test_key,
+        proxy=settings.kuhr.proxy,
     )
 
 
@@ -176,6 +180,7 @@ def token_provider_for(target: Target, settings: Settings, **kwargs: Any) -> Tok
     """The token source the settings ask for: Maskinporten, HelseID client credentials, the
     personal HelseID login, or HelseID's test token service."""
     auth = settings.auth
+    kwargs.setdefault("transport", sync_transport(target.proxy, target.verify))
     if target.grant == "test_token":
         assert target.test_token_url is not None and target.test_token_key is not None
         return TestTokenProvider(
@@ -237,4 +242,5 @@ def client_options(settings: Settings, target: Target) -> dict[str, Any]:
         "retry": RetryPolicy(k.max_attempts, k.backoff_base, k.backoff_max, k.max_retry_after),
         "verify": target.verify,
         "max_concurrency": k.max_concurrency,
+        "proxy": k.proxy,
     }
