@@ -620,7 +620,7 @@ def config_check_command(
                 praksis,
                 "register a praksis for this organisation/behandler with Helfo",
             )
-            ok = _report_identity(identity_checks(conn.tokens)) and ok
+            ok = _report_identity(identity_checks(conn.tokens, every_key=True)) and ok
     except ConfigError as exc:
         print(f"[FAIL] configuration: {exc}")
         raise typer.Exit(ExitCode.FAILED) from None

@@ -10,15 +10,20 @@ from typing import Any
 from bridge.kuhr.keys import expiry
 
 
-def identity_checks(tokens: Any, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+def identity_checks(
+    tokens: Any, now: datetime | None = None, *, every_key: bool = False
+) -> dict[str, dict[str, Any]]:
     """`{"login": …, "keys": …}`, each with `ok` and, when something is due, `warning` or
-    `error` saying what to do; only the parts this provider has."""
+    `error` saying what to do; only the parts this provider has. Keys without an end date
+    and without a rotation going on are left out unless `every_key` (config check lists
+    them all; /healthz only what can become due)."""
     checks: dict[str, dict[str, Any]] = {}
     status = getattr(tokens, "status", None)
     if callable(status):
         checks["login"] = status()
     keys = getattr(tokens, "signing_keys", None)
-    if keys:
+    rotating = getattr(tokens, "next_key_state", None) is not None
+    if keys and (every_key or rotating or any(k.expires_at for k in keys)):
         checks["keys"] = _keys(tokens, keys, now or datetime.now(UTC))
     return checks
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -290,3 +292,39 @@ def test_a_certificate_near_its_end_is_warned_about(tmp_path: Path, served: Runn
     assert checked.returncode == 0, checked.stdout
     assert "[WARN] key certificate auth.pkcs12_file" in checked.stdout
     assert "the certificate" in checked.stdout and "expires in 19 day(s)" in checked.stdout
+
+
+def test_healthz_warns_of_a_key_near_its_end(
+    tmp_path: Path, served: RunningSandbox, keys_dir: Path
+) -> None:
+    soon = _expiring_key(keys_dir, "helse-snart", 20)
+    _admin(served, "POST", "clients/bkm-bridge-sandbox/keys",
+           json.loads(bkm("keys", "public", soon).stdout))  # fmt: skip
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = _config(
+        tmp_path, served,
+        f'key_file = "{soon}"\n\n[watch]\nhttp_port = {port}\nstate_dir = "{tmp_path / "s"}"',
+    )  # fmt: skip
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "watch", str(inbox), "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        body: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "warnings" not in body:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert body["status"] == "ok", body  # due soon, not failed: still 200
+        [warning] = body["warnings"]
+        assert warning.startswith("keys: the key ") and "expires in 19 day(s)" in warning
+        assert body["checks"]["keys"]["keys"][0]["days_left"] == 19
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
