@@ -497,6 +497,8 @@ def _show_config(settings: Settings) -> None:
         print(_origin_line(settings, "auth.method", "auth", a.method.value))
         return
     print(_origin_line(settings, "auth.method", "auth", a.method.value))
+    if a.method.value == "helseid":
+        print(_origin_line(settings, "auth.grant", "grant", a.grant))
     print(_origin_line(settings, "auth.client_id", "client_id", a.client_id or "(not set)"))
     if a.pkcs12_file:
         print(_origin_line(settings, "auth.pkcs12_file", "certificate", a.pkcs12_file))

@@ -182,6 +182,10 @@ class HealthService:
         started = time.monotonic()
         try:
             response = await self._client(target).get(url, headers=headers)
+            accept_nonce = getattr(client.tokens, "accept_nonce", None)
+            if response.status_code == 401 and accept_nonce and accept_nonce(url, response):
+                headers = await client.tokens.auth_headers("GET", url)  # DPoP: with its nonce
+                response = await self._client(target).get(url, headers=headers)
         except httpx.HTTPError as exc:
             return {"ok": False, "url": url, "error": _reason(exc)}, token
         kuhr: dict[str, Any] = {

@@ -81,7 +81,10 @@ def create_app(
     async def _auth_error(request: Request, exc: AuthError) -> Response:
         del request
         body = {"error": exc.error, "error_description": exc.description}
-        return json_response(body, exc.status, **{"WWW-Authenticate": exc.www_authenticate()})
+        headers = {"WWW-Authenticate": exc.www_authenticate()}
+        if exc.nonce:
+            headers["DPoP-Nonce"] = exc.nonce
+        return json_response(body, exc.status, **headers)
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(request: Request, exc: OAuthError) -> Response:

@@ -83,6 +83,9 @@ def sandbox(
         int,
         typer.Option(help="How long a personal HelseID login lasts, in seconds.", min=1),
     ] = 10 * 3600,
+    api_dpop_nonce: Annotated[
+        bool, typer.Option(help="Let the API, too, ask for a DPoP nonce (use_dpop_nonce).")
+    ] = False,
     public_url: Annotated[
         str | None,
         typer.Option(
@@ -118,6 +121,7 @@ def sandbox(
         speed=speed,
         refresh_token_lifetime_seconds=refresh_token_lifetime,
         public_url=public_url.rstrip("/") if public_url else None,
+        api_dpop_nonce=api_dpop_nonce,
     )
     try:
         running = start_sandbox(

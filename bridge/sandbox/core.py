@@ -417,6 +417,7 @@ class Sandbox:
             "client_keys_used": dict(self.tokens.keys_used),
             "dpop_proofs_checked": self.tokens.dpop.checked,
             "dpop_requests": dict(self.tokens.dpop_requests),
+            "api_nonce_challenges": self.tokens.api_nonce_challenges,
             "logins": self.tokens.logins.logins,
             "refreshes": self.tokens.logins.refreshes,
             "active_logins": self.tokens.logins.active(),

@@ -46,6 +46,9 @@ class SandboxSettings:
     # The address clients use when the sandbox sits behind a TLS front or a proxy (tests of
     # proxies and TLS); token audiences and DPoP `htu` are checked against it.
     public_url: str | None = None
+    # The API, too, asks for a DPoP nonce (RFC 9449 §9: 401 use_dpop_nonce), as a resource
+    # server may; off by default (HelseID asks at its token endpoint only).
+    api_dpop_nonce: bool = False
     # Claim lifecycle.
     mottatt_seconds: tuple[float, float] = (1.0, 2.0)
     kontroll_seconds: tuple[float, float] = (10.0, 20.0)

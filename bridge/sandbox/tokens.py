@@ -86,9 +86,17 @@ class OAuthError(Exception):
 class AuthError(Exception):
     """The API refuses a request's token: 401 (missing, bad, expired) or 403 (wrong scope)."""
 
-    def __init__(self, status: int, error: str, description: str, scheme: str = "Bearer") -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        description: str,
+        scheme: str = "Bearer",
+        nonce: str | None = None,
+    ) -> None:
         super().__init__(description)
         self.status, self.error, self.description, self.scheme = status, error, description, scheme
+        self.nonce = nonce
 
     def www_authenticate(self) -> str:
         text = f'{self.scheme} realm="kuhr-krav-api", error="{self.error}"'
@@ -146,6 +154,7 @@ class TokenService:
         self.issued_by_grant: dict[str, int] = {}
         self.keys_used: dict[str, int] = {}  # client key ids that signed an accepted assertion
         self.dpop_requests: dict[str, int] = {}  # API requests with a checked proof, by route
+        self.api_nonce_challenges = 0
 
     # ------------------------------------------------------------------ Maskinporten
 
@@ -569,9 +578,16 @@ class TokenService:
                 scheme="DPoP",
             )  # fmt: skip
         try:
-            checked = self.dpop.verify(proof, method=method, url=url, access_token=token)
+            checked = self.dpop.verify(
+                proof, method=method, url=url, access_token=token,
+                require_nonce=self._settings.api_dpop_nonce,
+            )  # fmt: skip
         except DpopError as exc:
-            raise AuthError(401, exc.error, exc.description, scheme="DPoP") from None
+            nonce = None
+            if exc.error == "use_dpop_nonce":
+                nonce = self.dpop.new_nonce()
+                self.api_nonce_challenges += 1
+            raise AuthError(401, exc.error, exc.description, scheme="DPoP", nonce=nonce) from None
         if checked.jkt != grant.jkt:
             raise AuthError(
                 401, "invalid_dpop_proof", "the DPoP proof is signed by another key than the "
