@@ -17,7 +17,8 @@ from bridge.cli.exits import ExitCode, reported
 from bridge.cli.kuhr import StateDirOpt
 from bridge.cli.options import ConfigOpt, EnvOpt
 from bridge.cli.settings import settings_or_exit
-from bridge.config import AuthMethod, Environment, Settings
+from bridge.config import AuthMethod, ConfigError, Environment, Settings
+from bridge.errors import BridgeError
 from bridge.flow.assembly import open_kuhr
 from bridge.kuhr.discovery import endpoints
 from bridge.kuhr.login import DEFAULT_TIMEOUT_SECONDS, HelseIdLogin
@@ -109,15 +110,42 @@ def login_command(
     print(f"Stored in {store.path} ({store.protection}).")
 
 
+def _revoke(settings: Settings, refresh_token: str) -> str:
+    """End the login at HelseID too (best effort); what to tell the person."""
+    k = settings.kuhr
+    if k.environment is Environment.SANDBOX and k.sandbox_state_dir is None:
+        return "(no sandbox to tell)"
+    try:
+        with ExitStack() as stack:
+            target = open_kuhr(settings, stack).target
+            client = helseid_client(target, settings)
+            assert target.helseid_authority is not None
+            found = endpoints(target.helseid_authority, client.http_client)
+            if found.revocation_endpoint is None:
+                return "(HelseID offers no revocation: the login ends by itself)"
+            client.revoke(found.revocation_endpoint, refresh_token)
+    except BridgeError as exc:
+        return f"(HelseID could not be told: {exc}; the login ends there by itself)"
+    return "and HelseID has ended the login"
+
+
 def logout_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
+    sandbox_state_dir: StateDirOpt = None,
 ) -> None:
-    """Forget the personal HelseID login (removes the stored refresh token)."""
-    settings = settings_or_exit(config, {"kuhr.environment": environment})
+    """Forget the personal HelseID login: ends it at HelseID and removes the stored token."""
+    settings = settings_or_exit(
+        config, {"kuhr.environment": environment, "kuhr.sandbox_state_dir": sandbox_state_dir}
+    )
     store = LoginStore(login_file(settings))
+    try:
+        record = store.load()
+    except ConfigError:
+        record = None  # unreadable here: removing it is all that can be done
+    told = _revoke(settings, record.refresh_token) if record is not None else ""
     if store.delete():
-        print(f"Logged out: removed {store.path}.")
+        print(f"Logged out: removed {store.path} {told}".rstrip() + ".")
     else:
         print(f"Nobody was logged in ({store.path} does not exist).")
 

@@ -553,6 +553,21 @@ class HelseIdTokenProvider(_CachingTokenProvider):
             "scope": self.scope,
         }
 
+    def revoke(self, url: str, refresh_token: str) -> None:
+        """Tell HelseID to end a login (RFC 7009 revocation of its refresh token)."""
+        data = {
+            "token": refresh_token,
+            "token_type_hint": "refresh_token",
+            **self.client_assertion(self.current_key()),
+        }
+        try:
+            with self.http_client() as client:
+                response = client.post(url, data=data, headers={"Accept": "application/json"})
+        except httpx.TransportError as exc:
+            raise TokenError(f"cannot reach {url}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise self.refused(response)
+
     def exchange(self, grant: dict[str, str]) -> dict[str, Any]:
         """POST `grant` to the token endpoint with a client assertion and a DPoP proof (the
         nonce challenge answered); the answer's JSON, or TokenError."""

@@ -28,6 +28,7 @@ class Endpoints:
     authorization_endpoint: str
     pushed_authorization_request_endpoint: str
     token_endpoint: str
+    revocation_endpoint: str | None = None
 
 
 def discovery_url(authority: str) -> str:
@@ -57,6 +58,7 @@ def endpoints(authority: str, http: Callable[[], httpx.Client]) -> Endpoints:
                 data["pushed_authorization_request_endpoint"]
             ),
             token_endpoint=str(data["token_endpoint"]),
+            revocation_endpoint=data.get("revocation_endpoint"),
         )
     except (ValueError, KeyError, TypeError):
         raise DiscoveryError(f"{url} is not a discovery document with a PAR endpoint") from None

@@ -171,6 +171,17 @@ class LoginStore:
         self.refreshes += 1
         return session
 
+    def revoke(self, token: str, client_id: str) -> bool:
+        """End the login a refresh token belongs to (RFC 7009: unknown tokens are no error)."""
+        digest = _digest(token)
+        with self._lock:
+            session = self._refresh.get(digest)
+            if session is None or session.client_id != client_id:
+                return False
+            del self._refresh[digest]
+            self._used_refresh.add(digest)
+        return True
+
     def end_all(self) -> int:
         """Revoke every login (admin: what an expired or revoked HelseID session looks like)."""
         with self._lock:

@@ -21,6 +21,7 @@ from bridge.sandbox.settings import (
     HELSEID_DISCOVERY_PATH,
     HELSEID_LOGIN_PATH,
     HELSEID_PAR_PATH,
+    HELSEID_REVOCATION_PATH,
     HELSEID_TOKEN_PATH,
 )
 from bridge.sandbox.tokens import OAuthError
@@ -72,6 +73,7 @@ def login_router(sandbox: Sandbox) -> APIRouter:
             "pushed_authorization_request_endpoint": settings.url(HELSEID_PAR_PATH),
             "require_pushed_authorization_requests": True,
             "token_endpoint": settings.url(HELSEID_TOKEN_PATH),
+            "revocation_endpoint": settings.url(HELSEID_REVOCATION_PATH),
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
@@ -89,6 +91,12 @@ def login_router(sandbox: Sandbox) -> APIRouter:
         answer = sandbox.tokens.push_authorization(form)
         return Response(dump(answer), status_code=201, media_type="application/json",
                         headers={"Cache-Control": "no-store"})  # fmt: skip
+
+    @router.post(HELSEID_REVOCATION_PATH)
+    async def revocation(request: Request) -> Response:
+        """RFC 7009: the client ends a login (bkm-bridge logout)."""
+        sandbox.tokens.revoke(await read_form(request))
+        return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
     @router.get(HELSEID_AUTHORIZE_PATH)
     async def authorize(request: Request) -> Response:

@@ -316,6 +316,13 @@ class TokenService:
         )
         return {"request_uri": self.logins.push(request), "expires_in": 60}
 
+    def revoke(self, form: Mapping[str, str]) -> None:
+        """RFC 7009 revocation of a refresh token by the client it was issued to."""
+        client, _ = self._helseid_client(form)
+        if form.get("token_type_hint") not in (None, "", "refresh_token"):
+            raise OAuthError(400, "unsupported_token_type", "only refresh tokens are revoked")
+        self.logins.revoke(form.get("token", ""), client.client_id)
+
     def person(self, pid: str) -> Person | None:
         return self._registry.persons.get(pid)
 

@@ -188,12 +188,15 @@ def test_kuhr_refuses_a_login_below_security_level_4(
     assert "403" in refused.stderr
 
 
-def test_logout_removes_the_login(tmp_path: Path, standalone: RunningSandbox) -> None:
+def test_logout_ends_the_login_at_helseid_and_removes_it(tmp_path: Path, standalone: RunningSandbox) -> None:
     config = _config(tmp_path, standalone)
     assert login_as(config).returncode == 0
+    active = admin(standalone, "stats")["active_logins"]
     out = bkm("logout", "--config", config)
-    assert out.returncode == 0 and "Logged out" in out.stdout
+    assert out.returncode == 0, out.stderr
+    assert "Logged out: removed" in out.stdout and "HelseID has ended the login" in out.stdout
     assert not (tmp_path / "login.json").exists()
+    assert admin(standalone, "stats")["active_logins"] == active - 1  # revoked at HelseID
     assert "Nobody was logged in" in bkm("logout", "--config", config).stdout
 
 
