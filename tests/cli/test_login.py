@@ -188,7 +188,9 @@ def test_kuhr_refuses_a_login_below_security_level_4(
     assert "403" in refused.stderr
 
 
-def test_logout_ends_the_login_at_helseid_and_removes_it(tmp_path: Path, standalone: RunningSandbox) -> None:
+def test_logout_ends_the_login_at_helseid_and_removes_it(
+    tmp_path: Path, standalone: RunningSandbox
+) -> None:
     config = _config(tmp_path, standalone)
     assert login_as(config).returncode == 0
     active = admin(standalone, "stats")["active_logins"]
