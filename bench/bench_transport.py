@@ -1,5 +1,6 @@
 """The KUHR client's transport: CPU per request of httpx's own transport (httpcore) against the
-one the client uses (aiohttp behind httpx, `bridge.kuhr.transport`), measured in one run.
+one the client uses (aiohttp behind httpx, `bridge.kuhr.transport`, routed by the proxy rule),
+and against aiohttp's without the proxy rule's routing, measured in one run.
 
     .venv/bin/python bench/bench_transport.py [--requests 5000] [--concurrency 4] [--rounds 2]
 
@@ -19,6 +20,7 @@ import statistics
 import time
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from bridge.kuhr.transport import kuhr_transport
 
@@ -76,12 +78,14 @@ def main() -> None:
     server = multiprocessing.get_context("spawn").Process(target=_serve, args=(sock,), daemon=True)
     server.start()
     try:
-        results: dict[str, list[float]] = {"httpx (httpcore)": [], "aiohttp (the client's)": []}
+        variants = (
+            ("httpx (httpcore)", lambda: None),
+            ("aiohttp (the client's)", kuhr_transport),
+            ("aiohttp, no proxy rule", AiohttpTransport),
+        )
+        results: dict[str, list[float]] = {name: [] for name, _ in variants}
         for _ in range(args.rounds):
-            for name, make in (
-                ("httpx (httpcore)", lambda: None),
-                ("aiohttp (the client's)", kuhr_transport),
-            ):
+            for name, make in variants:
                 cpu = asyncio.run(_cpu_per_request(make(), url, args.requests, args.concurrency))
                 results[name].append(cpu)
         print(f"{args.requests} POSTs of 4 KB per round, {args.concurrency} in flight,")
@@ -92,6 +96,8 @@ def main() -> None:
             print(f"  {name:24s} {medians[name]:6.0f} µs   (rounds: {rounds})")
         ratio = medians["httpx (httpcore)"] / medians["aiohttp (the client's)"]
         print(f"  httpx's own transport costs {ratio:.1f}× the client's")
+        routing = medians["aiohttp (the client's)"] / medians["aiohttp, no proxy rule"]
+        print(f"  the client's transport with the proxy rule: {routing:.2f}× aiohttp's bare one")
     finally:
         server.terminate()
         server.join()

@@ -20,7 +20,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.environment import Environment
@@ -107,27 +115,91 @@ class KuhrSettings(_Section):
     jwe_zip: bool = False
     # Extra CA bundle (e.g. a corporate TLS proxy). Verification itself is never switched off.
     ca_bundle: Path | None = None
+    # The HTTP proxy for every connection to Helfo, HelseID and Maskinporten (also the status
+    # check and the open data); unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the
+    # environment; "direct": none, whatever the environment says. Loopback is never proxied.
+    proxy: str | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("direct", "none", ""):
+            return None if value is None else "direct"
+        if not value.startswith(("http://", "https://")):
+            raise ValueError('kuhr.proxy must be an http:// or https:// URL, or "direct"')
+        return value
+
+
+class TestTokenSettings(_Section):
+    """HelseID's test token service (DEV only): the token's claims are asked for directly,
+    with an API key from HelseID selvbetjening, instead of a real login."""
+
+    url: str = "https://helseid-ttt.test.nhn.no/v2/create-test-token-with-key"
+    key: SecretStr | None = None  # the X-Auth-Key; better from a file or the environment
+    key_file: Path | None = None
+    pid: str | None = None  # the test behandler's fødselsnummer (SyntPop), praksis registered
+    hpr_number: str | None = None
+    orgnr_parent: str | None = None  # the virksomhet the praksis is registered for
+
+    def key_value(self) -> str | None:
+        if self.key is not None:
+            return self.key.get_secret_value()
+        if self.key_file is not None:
+            try:
+                return self.key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read auth.test_token.key_file {self.key_file}: {exc.strerror}"
+                ) from None
+        return None
+
+
+_ORGNR = r"^\d{9}$"
 
 
 class AuthSettings(_Section):
     """Who the bridge is towards KUHR: a Maskinporten or HelseID client and its key."""
 
     method: AuthMethod = AuthMethod.MASKINPORTEN
+    # HelseID: client_credentials (a virksomhet, machine to machine), authorization_code (a
+    # behandler logs in personally: `bkm-bridge login`), or test_token (HelseID's test token
+    # service, DEV only).
+    grant: Literal["client_credentials", "authorization_code", "test_token"] = "client_credentials"
     client_id: str | None = None
     scope: str | None = None
+    # HelseID's address (default: the environment's); its endpoints are read from discovery.
+    authority: str | None = None
     token_url: str | None = None
     audience: str | None = None
     # PEM private key or JWK (JSON) file; key_id is the kid registered with the issuer.
     key_file: Path | None = None
     key_id: str | None = None
+    # Key rotation: the new key (registered beside the old one) is tried first; the current
+    # key stays in use until the issuer accepts the new one. `bkm-bridge keys new` makes one.
+    next_key_file: Path | None = None
+    next_key_id: str | None = None
     # Or a PKCS#12 virksomhetssertifikat (sent as x5c); password from env/TOML or a file.
     pkcs12_file: Path | None = None
     pkcs12_password: SecretStr | None = None
     pkcs12_password_file: Path | None = None
     # Maskinporten delegation: the clinic's orgnr when a supplier acts on its behalf.
     consumer_org: str | None = None
-    # HelseID only: sender-constrained tokens (DPoP proofs on every call).
-    dpop: bool = False
+    # HelseID only: sender-constrained tokens (DPoP proofs on every call). Unset: on (KUHR
+    # takes HelseID tokens only DPoP-bound).
+    dpop: bool | None = None
+    # HelseID for virksomheter: the organisation numbers sent in `assertion_details`. A
+    # single-tenant client (the virksomhet's own) may name one of its underenheter; a
+    # multi-tenant client (an EPJ supplier's) names the customer and optionally its underenhet.
+    tenancy: Literal["single", "multi"] = "single"
+    parent_orgnr: str | None = Field(None, pattern=_ORGNR)
+    child_orgnr: str | None = Field(None, pattern=_ORGNR)
+    # Personal login: the loopback redirect registered for the client (RFC 8252); without a
+    # port, a free one is chosen per login.
+    redirect_uri: str = "http://127.0.0.1/callback"
+    # Where the login's refresh token is kept (default: the state folder); protected by DPAPI
+    # on Windows, a file only the owner may read elsewhere.
+    login_file: Path | None = None
+    test_token: TestTokenSettings = TestTokenSettings()
     refresh_margin_seconds: float = Field(30.0, ge=0)
 
     @model_validator(mode="after")
@@ -136,7 +208,20 @@ class AuthSettings(_Section):
             raise ValueError("give either auth.key_file or auth.pkcs12_file, not both")
         if self.pkcs12_password is not None and self.pkcs12_password_file is not None:
             raise ValueError("give either auth.pkcs12_password or auth.pkcs12_password_file")
+        if self.tenancy == "multi" and not self.parent_orgnr:
+            raise ValueError("auth.tenancy = multi needs auth.parent_orgnr (the customer's orgnr)")
+        if self.tenancy == "single" and self.parent_orgnr:
+            raise ValueError(
+                "auth.parent_orgnr is for multi-tenant clients (auth.tenancy = multi); a "
+                "single-tenant client's parent organisation is the one it is registered for"
+            )
+        if self.grant != "client_credentials" and self.method is not AuthMethod.HELSEID:
+            raise ValueError(f"auth.grant = {self.grant} needs auth.method = helseid")
         return self
+
+    @property
+    def dpop_enabled(self) -> bool:
+        return self.method is AuthMethod.HELSEID and self.dpop is not False
 
     @property
     def effective_scope(self) -> str:

@@ -7,7 +7,9 @@ from bridge.cli.app import main
 __all__ = [
     "app",
     "exits",
+    "keys",
     "kuhr",
+    "login",
     "main",
     "migrate",
     "options",

@@ -214,7 +214,13 @@ def _register_subsystem_commands() -> None:
     sandbox_command.register(app)
     kuhr_command.register(app)
     watch_commands.register(app)
-    for name in ("bridge.cli.migrate", "bridge.cli.service", "bridge.cli.precheck"):
+    for name in (
+        "bridge.cli.migrate",
+        "bridge.cli.service",
+        "bridge.cli.precheck",
+        "bridge.cli.login",
+        "bridge.cli.keys",
+    ):
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).register(app)
 

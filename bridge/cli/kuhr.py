@@ -51,7 +51,9 @@ from bridge.core.praksis import (
 from bridge.flow.assembly import Connection, connect
 from bridge.kuhr.auth import TokenError
 from bridge.kuhr.client import KuhrError, KuhrUnavailable, SendInnResult
+from bridge.kuhr.identity import identity_checks
 from bridge.kuhr.jwe import JwksError
+from bridge.kuhr.proxy import ProxyRule
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # How far an embedded sandbox's clock moves per poll of `submit --wait`.
@@ -320,6 +322,7 @@ def _advance_sandbox_clock(conn: Connection, seconds: int) -> None:
         conn.target.admin_url.rstrip("/") + "/clock",
         json={"advance_seconds": seconds},
         timeout=10,
+        trust_env=False,  # the sandbox is on loopback: never through a proxy
     )
     response.raise_for_status()
 
@@ -491,12 +494,15 @@ def _show_config(settings: Settings) -> None:
     print("Configuration")
     print(f"  file: {settings.config_file or '(none)'}")
     print(_origin_line(settings, "kuhr.environment", "environment", k.environment.value))
+    print(_origin_line(settings, "kuhr.proxy", "proxy", ProxyRule(k.proxy).describe()))
     if k.environment is Environment.SANDBOX:
         where = k.sandbox_state_dir or "embedded (started for this command)"
         print(_origin_line(settings, "kuhr.sandbox_state_dir", "sandbox", where))
         print(_origin_line(settings, "auth.method", "auth", a.method.value))
         return
     print(_origin_line(settings, "auth.method", "auth", a.method.value))
+    if a.method.value == "helseid":
+        print(_origin_line(settings, "auth.grant", "grant", a.grant))
     print(_origin_line(settings, "auth.client_id", "client_id", a.client_id or "(not set)"))
     if a.pkcs12_file:
         print(_origin_line(settings, "auth.pkcs12_file", "certificate", a.pkcs12_file))
@@ -531,6 +537,41 @@ def _check(name: str, run: Callable[[], str], fix: str) -> bool:
         return False
     print(f"[ OK ] {name}: {detail}")
     return True
+
+
+def _report_identity(checks: dict[str, dict[str, Any]]) -> bool:
+    """The login and key lines of `config check` (bridge.kuhr.identity); False on a FAIL."""
+    ok = True
+    login = checks.get("login")
+    if login is not None:
+        what = login.get("who", "")
+        if login.get("expires_at"):
+            what += f"; lasts until {login['expires_at']}"
+        if not login["ok"]:
+            print(f"[FAIL] login: {login.get('error')}")
+            print("       fix: bkm-bridge login")
+            ok = False
+        elif login.get("warning"):
+            print(f"[WARN] login: {what}: {login['warning']}")
+        else:
+            print(f"[ OK ] login: {what}")
+    keys = checks.get("keys")
+    if keys is not None:
+        for key in keys["keys"]:
+            until = "no end date"
+            if "expires_at" in key:
+                until = f"valid until {key['expires_at'][:10]} ({key['days_left']} days)"
+            use = " (in use)" if key["key"] == keys.get("in_use") else ""
+            state = "[ OK ]" if key["ok"] and "warning" not in key else "[WARN]"
+            if not key["ok"]:
+                state = "[FAIL]" if not keys["ok"] else "[WARN]"
+            print(f"{state} key {key['key']}{use}: {until}")
+        if not keys["ok"]:
+            print(f"       fix: {keys.get('error')}")
+            ok = False
+        elif keys.get("warning"):
+            print(f"[WARN] keys: {keys['warning']}")
+    return ok
 
 
 def config_check_command(
@@ -585,6 +626,7 @@ def config_check_command(
                 praksis,
                 "register a praksis for this organisation/behandler with Helfo",
             )
+            ok = _report_identity(identity_checks(conn.tokens, every_key=True)) and ok
     except ConfigError as exc:
         print(f"[FAIL] configuration: {exc}")
         raise typer.Exit(ExitCode.FAILED) from None

@@ -118,7 +118,7 @@ def _sandbox_now(settings: Settings) -> datetime | None:
 
     try:
         info = json.loads((k.sandbox_state_dir / SANDBOX_INFO_FILE).read_text(encoding="utf-8"))
-        answer = httpx.get(f"{info['admin_url']}/clock", timeout=5.0)
+        answer = httpx.get(f"{info['admin_url']}/clock", timeout=5.0, trust_env=False)
         answer.raise_for_status()
         return datetime.fromisoformat(answer.json()["now"])
     except (OSError, httpx.HTTPError, KeyError, TypeError, ValueError):
@@ -310,6 +310,7 @@ def takster_sync(
     from bridge.files.takstcache import sync
     from bridge.flow.precheck import wall_clock
     from bridge.kuhr.opendata import OpenDataClient, OpenDataError
+    from bridge.kuhr.proxy import sync_transport
 
     settings = _settings(config, environment, state_dir)
     wanted = [f.strip().upper() for f in fagomraade.split(",") if f.strip()] if fagomraade else None
@@ -317,7 +318,7 @@ def takster_sync(
     with _open_data_url(settings, url) as (base, label):
         _err(f"{label}: open data from {base}")
         try:
-            with OpenDataClient(base) as client:
+            with OpenDataClient(base, transport=sync_transport(settings.kuhr.proxy)) as client:
                 report = sync(client, path, fagomraader=wanted, now=wall_clock())
         except OpenDataError as exc:
             _err(f"bkm-bridge: takster sync failed, the cache is unchanged: {exc}")
@@ -354,6 +355,7 @@ def takster_search(
     from bridge.core.takster import Takstkode
     from bridge.flow.precheck import wall_clock
     from bridge.kuhr.opendata import OpenDataClient, OpenDataError
+    from bridge.kuhr.proxy import sync_transport
 
     settings = _settings(config, environment, state_dir)
     try:
@@ -365,7 +367,10 @@ def takster_search(
     rows: list[Takstkode] | None = None
     if not offline:
         try:
-            with _open_data_url(settings, url) as (base, label), OpenDataClient(base) as client:
+            with (
+                _open_data_url(settings, url) as (base, label),
+                OpenDataClient(base, transport=sync_transport(settings.kuhr.proxy)) as client,
+            ):
                 _err(f"{label}: searching {base}")
                 by_code = client.takstkoder(takstkode=pattern, fagomraade=fag, gyldigdato=day)
                 words = pattern if "%" in pattern else f"%{pattern}%"

@@ -1,7 +1,9 @@
 """The optional HTTP endpoint of a running bridge (`[watch] http_port`, loopback by default).
 
     GET /healthz   200 or 503 with JSON naming each check: journal writable, last folder
-                   rescan recent, event loop answering, KUHR reachable, token valid
+                   rescan recent, event loop answering, KUHR reachable, token valid, and
+                   (when there are) the personal login and the signing keys' expiry;
+                   `warnings` lists what is due soon
     GET /metrics   Prometheus text format (bridge.daemon.metrics)
     GET /          the status page (bridge.daemon.status_page)
 
@@ -36,6 +38,8 @@ from bridge.daemon.status_page import StatusData, render_status_page
 from bridge.errors import BridgeError
 from bridge.flow.pipeline import TRACKED_STATES, WORKING_STATES
 from bridge.kuhr.client import PRAKSIS_PATH
+from bridge.kuhr.identity import identity_checks
+from bridge.kuhr.proxy import async_transport
 from bridge.runtime.listen import listening_socket, stop_server
 from bridge.runtime.redaction import redact_text
 
@@ -99,6 +103,7 @@ class HealthService:
         checks["rescan"] = self._check_rescan()
         checks["pipeline"] = await self._check_loop()
         checks["kuhr"], checks["token"] = await self._probe_kuhr()
+        checks.update(self._identity())
         failed = [name for name, check in checks.items() if not check["ok"]]
         body = {
             "status": "fail" if failed else "ok",
@@ -106,7 +111,21 @@ class HealthService:
             "failed": failed,
             "checks": checks,
         }
+        warnings = [f"{name}: {c['warning']}" for name, c in checks.items() if c.get("warning")]
+        if warnings:
+            body["warnings"] = warnings  # due soon (a login, a key): 200 still, but say so
         return not failed, body
+
+    def _identity(self) -> dict[str, dict[str, Any]]:
+        """The personal login and the signing keys (bridge.kuhr.identity), when there are."""
+        pipeline = self.source.pipeline
+        tokens = getattr(getattr(pipeline, "kuhr", None), "tokens", None)
+        if tokens is None:
+            return {}
+        try:
+            return identity_checks(tokens)
+        except Exception as exc:  # a report must never take the endpoint down
+            return {"identity": {"ok": False, "error": _reason(exc)}}
 
     async def _check_journal(self) -> dict[str, Any]:
         journal = self.source.journal
@@ -163,6 +182,10 @@ class HealthService:
         started = time.monotonic()
         try:
             response = await self._client(target).get(url, headers=headers)
+            accept_nonce = getattr(client.tokens, "accept_nonce", None)
+            if response.status_code == 401 and accept_nonce and accept_nonce(url, response):
+                headers = await client.tokens.auth_headers("GET", url)  # DPoP: with its nonce
+                response = await self._client(target).get(url, headers=headers)
         except httpx.HTTPError as exc:
             return {"ok": False, "url": url, "error": _reason(exc)}, token
         kuhr: dict[str, Any] = {
@@ -194,9 +217,10 @@ class HealthService:
 
     def _client(self, target: Any) -> httpx.AsyncClient:
         if self._http is None:
+            verify = getattr(target, "verify", True)
             self._http = httpx.AsyncClient(
                 timeout=self.probe_timeout,
-                verify=getattr(target, "verify", True),
+                transport=async_transport(getattr(target, "proxy", None), verify),
                 headers={"Accept": "application/json", "User-Agent": "bkm-bridge-health"},
                 follow_redirects=False,
             )

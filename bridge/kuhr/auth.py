@@ -1,17 +1,21 @@
 """Access tokens for KUHR: Maskinporten JWT grant (RFC 7523) and HelseID client credentials
-with `private_key_jwt` (optionally DPoP-bound), cached and refreshed before they expire.
+with `private_key_jwt`, DPoP-bound (and, for a virksomhet, its organisation numbers in
+`assertion_details`), cached and refreshed before they expire. The personal HelseID login
+(`bridge.kuhr.login`) and HelseID's test token service (`bridge.kuhr.testtoken`) build on the
+same provider.
 
 A provider is shared by every request of a process (CLI, daemon, bulk migration). Fetching a
 token happens in a worker thread under one `threading.Lock`, so concurrent coroutines and
 threads trigger exactly one refresh and the event loop never blocks on the token service.
-Tokens and keys never reach a log or a repr.
+Key rotation: with a second key configured (`auth.next_key_file`) the new key is tried first
+and the current one used while the issuer still refuses the new. Tokens and keys never reach a
+log or a repr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 import threading
@@ -19,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +34,7 @@ from jwcrypto import jwk, jwt
 
 from bridge.config import AuthMethod, AuthSettings, ConfigError
 from bridge.errors import BridgeError
+from bridge.kuhr.dpop import DpopProofs, nonce_challenge
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +45,16 @@ ASSERTION_LIFETIME = 120
 
 
 class TokenError(BridgeError):
-    """No token could be obtained; `hint` says what to fix."""
+    """No token could be obtained; `hint` says what to fix, `error` is the issuer's OAuth
+    error code (if it answered one), `login_due` that only a new `bkm-bridge login` helps."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(
+        self, message: str, hint: str = "", *, error: str | None = None, login_due: bool = False
+    ) -> None:
         super().__init__(message)
         self.hint = hint
+        self.error = error
+        self.login_due = login_due
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -76,11 +87,19 @@ class TokenProvider(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """The client's private key, and how the issuer finds its public half (kid or x5c)."""
+    """The client's private key, how the issuer finds its public half (kid or x5c), and when
+    it stops being valid (a certificate's notAfter, or the `exp` that `bkm-bridge keys new`
+    writes into a JWK), so that an admin is warned in time."""
 
     key: jwk.JWK = field(repr=False)
     kid: str | None = None
     x5c: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    source: str = ""  # where it came from, for config check: "auth.key_file /etc/…"
+
+    @property
+    def label(self) -> str:
+        return self.kid or (f"certificate {self.source}" if self.x5c else self.source or "key")
 
     def sign(self, claims: dict[str, Any], *, typ: str | None = None) -> str:
         header: dict[str, Any] = {"alg": "RS256"}
@@ -95,11 +114,15 @@ class SigningKey:
         return token.serialize()
 
     @classmethod
-    def from_jwk_dict(cls, data: dict[str, Any], kid: str | None = None) -> SigningKey:
-        key = jwk.JWK(**data)
+    def from_jwk_dict(
+        cls, data: dict[str, Any], kid: str | None = None, source: str = ""
+    ) -> SigningKey:
+        key = jwk.JWK(**{k: v for k, v in data.items() if k != "exp"})
         if not key.has_private:
             raise ConfigError("the JWK holds no private key")
-        return cls(key=key, kid=kid or data.get("kid"))
+        exp = data.get("exp")
+        expires = datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+        return cls(key=key, kid=kid or data.get("kid"), expires_at=expires, source=source)
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
@@ -107,6 +130,27 @@ def _read_bytes(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def load_key_file(path: Path, key_id: str | None = None, what: str = "auth.key_file") -> SigningKey:
+    """A private key from a PEM file, a JWK or a JWKS holding one private key."""
+    data = _read_bytes(path, what)
+    source = f"{what} {path}"
+    if data.lstrip().startswith(b"{"):
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            raise ConfigError(f"{what} {path} is not valid JSON") from None
+        if "keys" in parsed:  # a JWKS with one private key
+            parsed = parsed["keys"][0]
+        return SigningKey.from_jwk_dict(parsed, kid=key_id, source=source)
+    try:
+        key = jwk.JWK.from_pem(data)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{what} {path} is neither a PEM private key nor a JWK") from None
+    if not key.has_private:
+        raise ConfigError(f"{what} {path} holds a public key, not a private one")
+    return SigningKey(key=key, kid=key_id or key.get("kid"), source=source)
 
 
 def load_signing_key(auth: AuthSettings) -> SigningKey:
@@ -126,60 +170,23 @@ def load_signing_key(auth: AuthSettings) -> SigningKey:
             raise ConfigError(f"PKCS#12 file {auth.pkcs12_file} holds no key and certificate")
         certs: list[x509.Certificate] = [cert, *chain]
         x5c = tuple(base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in certs)
-        return SigningKey(key=jwk.JWK.from_pyca(private), kid=auth.key_id, x5c=x5c)
+        return SigningKey(
+            key=jwk.JWK.from_pyca(private),
+            kid=auth.key_id,
+            x5c=x5c,
+            expires_at=cert.not_valid_after_utc,
+            source=f"auth.pkcs12_file {auth.pkcs12_file}",
+        )
     if auth.key_file is not None:
-        data = _read_bytes(auth.key_file, "auth.key_file")
-        if data.lstrip().startswith(b"{"):
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                raise ConfigError(f"auth.key_file {auth.key_file} is not valid JSON") from None
-            if "keys" in parsed:  # a JWKS with one private key
-                parsed = parsed["keys"][0]
-            return SigningKey.from_jwk_dict(parsed, kid=auth.key_id)
-        try:
-            key = jwk.JWK.from_pem(data)
-        except (ValueError, TypeError):
-            raise ConfigError(
-                f"auth.key_file {auth.key_file} is neither a PEM private key nor a JWK"
-            ) from None
-        if not key.has_private:
-            raise ConfigError(
-                f"auth.key_file {auth.key_file} holds a public key, not a private one"
-            )
-        return SigningKey(key=key, kid=auth.key_id or key.get("kid"))
+        return load_key_file(auth.key_file, auth.key_id)
     raise ConfigError("no signing key configured: set auth.key_file or auth.pkcs12_file")
 
 
-# --------------------------------------------------------------------------- DPoP
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class DpopProofs:
-    """RFC 9449 proofs with a per-process EC key (the token is bound to this key)."""
-
-    def __init__(self) -> None:
-        self._key = jwk.JWK.generate(kty="EC", crv="P-256")
-        self.nonce: str | None = None
-
-    def proof(self, method: str, url: str, access_token: str | None = None) -> str:
-        claims: dict[str, Any] = {
-            "jti": str(uuid.uuid4()),
-            "htm": method.upper(),
-            "htu": url.split("?", 1)[0].split("#", 1)[0],
-            "iat": int(time.time()),
-        }
-        if access_token is not None:
-            claims["ath"] = _b64url(hashlib.sha256(access_token.encode()).digest())
-        if self.nonce:
-            claims["nonce"] = self.nonce
-        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": self._key.export_public(as_dict=True)}
-        token = jwt.JWT(header=header, claims=claims)
-        token.make_signed_token(self._key)
-        return token.serialize()
+def load_next_signing_key(auth: AuthSettings) -> SigningKey | None:
+    """The key being rolled in (`auth.next_key_file`), if any."""
+    if auth.next_key_file is None:
+        return None
+    return load_key_file(auth.next_key_file, auth.next_key_id, "auth.next_key_file")
 
 
 # --------------------------------------------------------------------------- providers
@@ -194,6 +201,7 @@ class _CachingTokenProvider:
         self,
         *,
         signing_key: SigningKey,
+        next_signing_key: SigningKey | None = None,
         client_id: str,
         token_url: str,
         audience: str,
@@ -206,6 +214,9 @@ class _CachingTokenProvider:
         attempts: int = 3,
     ) -> None:
         self._signing_key = signing_key
+        self._next_key = next_signing_key
+        self._next_refused_at: float | None = None
+        self.key_in_use: SigningKey | None = None  # the key the issuer last accepted
         self.client_id = client_id
         self.token_url = token_url
         self.audience = audience
@@ -263,9 +274,49 @@ class _CachingTokenProvider:
             headers["DPoP"] = self.dpop.proof(method, url, token.value)
         return headers
 
+    def accept_nonce(self, url: str, response: httpx.Response) -> bool:
+        """Remember a nonce the API asks for (`use_dpop_nonce`); True: repeat the request."""
+        nonce = nonce_challenge(response) if self.dpop is not None else None
+        if nonce is None:
+            return False
+        assert self.dpop is not None
+        fresh = self.dpop.nonce_for(url) != nonce
+        self.dpop.remember_nonce(url, nonce, whole_origin=True)
+        return fresh
+
+    # ---- signing keys (rotation)
+
+    NEXT_KEY_RETRY_SECONDS = 900.0
+
+    def _keys_to_try(self) -> list[SigningKey]:
+        """The new key first while it may be registered by now, then the current one."""
+        if self._next_key is None:
+            return [self._signing_key]
+        refused = self._next_refused_at
+        if refused is not None and time.monotonic() - refused < self.NEXT_KEY_RETRY_SECONDS:
+            return [self._signing_key]
+        return [self._next_key, self._signing_key]
+
+    def current_key(self) -> SigningKey:
+        """The key to sign with now: the one last accepted, else the preferred one."""
+        return self.key_in_use or self._keys_to_try()[0]
+
+    @property
+    def signing_keys(self) -> list[SigningKey]:
+        return [k for k in (self._signing_key, self._next_key) if k is not None]
+
+    @property
+    def next_key_state(self) -> str | None:
+        """None without a next key; else "accepted", "refused" or "untried"."""
+        if self._next_key is None:
+            return None
+        if self.key_in_use is self._next_key:
+            return "accepted"
+        return "refused" if self._next_refused_at is not None else "untried"
+
     # ---- fetching
 
-    def _request_data(self) -> dict[str, str]:
+    def _request_data(self, key: SigningKey) -> dict[str, str]:
         raise NotImplementedError
 
     def _post(self, client: httpx.Client, data: dict[str, str]) -> httpx.Response:
@@ -274,17 +325,42 @@ class _CachingTokenProvider:
             headers["DPoP"] = self.dpop.proof("POST", self.token_url)
         return client.post(self.token_url, data=data, headers=headers)
 
+    def http_client(self) -> httpx.Client:
+        """A client for the issuer (its TLS verification, timeout and transport)."""
+        return httpx.Client(verify=self._verify, timeout=self._timeout, transport=self._transport)
+
     def _fetch(self) -> AccessToken:
         self.fetch_count += 1
+        keys = self._keys_to_try()
+        for index, key in enumerate(keys):
+            try:
+                token = self._fetch_with(key)
+            except TokenError as exc:
+                last = index == len(keys) - 1
+                if last or exc.error not in ("invalid_client", "unauthorized_client"):
+                    raise
+                self._next_refused_at = time.monotonic()
+                log.warning(
+                    "%s refused the new key %s (not registered yet?); using the current key %s",
+                    self.kind,
+                    key.label,
+                    keys[-1].label,
+                )
+                continue
+            if key is self._next_key:
+                self._next_refused_at = None
+            self.key_in_use = key
+            return token
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_with(self, key: SigningKey) -> AccessToken:
         last_error: str = ""
-        with httpx.Client(
-            verify=self._verify, timeout=self._timeout, transport=self._transport
-        ) as client:
+        with self.http_client() as client:
             for attempt in range(1, self._attempts + 1):
                 try:
-                    response = self._post(client, self._request_data())
+                    response = self._post(client, self._request_data(key))
                     if self._needs_dpop_nonce(response):
-                        response = self._post(client, self._request_data())
+                        response = self._post(client, self._request_data(key))
                 except httpx.TransportError as exc:
                     last_error = f"cannot reach {self.token_url}: {type(exc).__name__}"
                     log.warning(
@@ -314,22 +390,26 @@ class _CachingTokenProvider:
             time.sleep(min(2.0, 0.2 * 2**attempt))
 
     def _needs_dpop_nonce(self, response: httpx.Response) -> bool:
-        if self.dpop is None or response.status_code != 400:
+        nonce = nonce_challenge(response) if self.dpop is not None else None
+        if nonce is None:
             return False
-        nonce = response.headers.get("DPoP-Nonce")
-        if nonce and _error_of(response)[0] == "use_dpop_nonce":
-            self.dpop.nonce = nonce
-            return True
-        return False
+        assert self.dpop is not None
+        self.dpop.remember_nonce(self.token_url, nonce)
+        return True
+
+    def refused(self, response: httpx.Response) -> TokenError:
+        """The TokenError for an issuer's refusal (its OAuth error and what to fix)."""
+        error, description = _error_of(response)
+        return TokenError(
+            f"{self.kind} refused the token request: HTTP {response.status_code} "
+            f"{error or ''} {description or ''}".rstrip(),
+            hint=self._hint(error),
+            error=error,
+        )
 
     def _parse(self, response: httpx.Response) -> AccessToken:
         if response.status_code != 200:
-            error, description = _error_of(response)
-            raise TokenError(
-                f"{self.kind} refused the token request: HTTP {response.status_code} "
-                f"{error or ''} {description or ''}".rstrip(),
-                hint=self._hint(error),
-            )
+            raise self.refused(response)
         try:
             body = response.json()
             value = body["access_token"]
@@ -338,6 +418,7 @@ class _CachingTokenProvider:
             raise TokenError(
                 f"{self.kind} answered without an access_token", hint="check auth.token_url"
             ) from None
+        self._answered(body)
         return AccessToken(
             value=value,
             token_type=str(body.get("token_type") or "Bearer"),
@@ -345,6 +426,9 @@ class _CachingTokenProvider:
             lifetime=lifetime,
             scope=body.get("scope"),
         )
+
+    def _answered(self, body: dict[str, Any]) -> None:
+        """A hook for what else a token answer carries (a login's new refresh token)."""
 
     def _hint(self, error: str | None) -> str:
         if error == "invalid_scope":
@@ -356,6 +440,10 @@ class _CachingTokenProvider:
             )
         if error == "invalid_grant":
             return "check auth.audience, the machine clock, and (for delegation) consumer_org"
+        if error in ("invalid_dpop_proof", "use_dpop_nonce"):
+            return "HelseID needs DPoP-bound tokens: leave auth.dpop on (the default)"
+        if error == "invalid_request":
+            return "check the organisation numbers (auth.tenancy, parent_orgnr, child_orgnr)"
         return "check the auth section of the configuration"
 
     def _assertion_times(self) -> dict[str, Any]:
@@ -382,7 +470,7 @@ class MaskinportenTokenProvider(_CachingTokenProvider):
         super().__init__(**kwargs)
         self.consumer_org = consumer_org
 
-    def _request_data(self) -> dict[str, str]:
+    def _request_data(self, key: SigningKey) -> dict[str, str]:
         claims = {
             "iss": self.client_id,
             "aud": self.audience,
@@ -391,33 +479,118 @@ class MaskinportenTokenProvider(_CachingTokenProvider):
         }
         if self.consumer_org:
             claims["consumer_org"] = self.consumer_org
-        return {"grant_type": JWT_BEARER_GRANT, "assertion": self._signing_key.sign(claims)}
+        return {"grant_type": JWT_BEARER_GRANT, "assertion": key.sign(claims)}
+
+
+# HelseID for virksomheter: how an organisation number is named in `assertion_details`.
+SINGLE_TENANT_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+MULTI_TENANT_SYSTEM = "urn:oid:1.0.6523"
+
+
+def assertion_details(
+    tenancy: str, parent_orgnr: str | None, child_orgnr: str | None
+) -> dict[str, Any] | None:
+    """The `assertion_details` claim for the organisation numbers the token shall carry:
+    single-tenant, the client's own underenhet (its parent HelseID knows); multi-tenant (an EPJ
+    supplier's client), `NO:ORGNR:<parent>[:<child>]`. None when nothing is to be named."""
+    if tenancy == "multi":
+        if not parent_orgnr:
+            raise ConfigError("a multi-tenant HelseID client needs auth.parent_orgnr")
+        system = MULTI_TENANT_SYSTEM
+        value = f"NO:ORGNR:{parent_orgnr}" + (f":{child_orgnr}" if child_orgnr else "")
+    elif child_orgnr:
+        system, value = SINGLE_TENANT_SYSTEM, child_orgnr
+    else:
+        return None
+    return {
+        "type": "helseid_authorization",
+        "practitioner_role": {
+            "organization": {"identifier": {"system": system, "type": "ENH", "value": value}}
+        },
+    }
 
 
 class HelseIdTokenProvider(_CachingTokenProvider):
-    """Client credentials with a `private_key_jwt` client assertion; DPoP when asked."""
+    """Client credentials with a `private_key_jwt` client assertion, DPoP-bound (HelseID
+    answers the first request `use_dpop_nonce`; the nonce is sent on the repeat)."""
 
     kind = "HelseID"
+    grant_type = "client_credentials"
 
-    def __init__(self, *, dpop: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        dpop: bool = True,
+        tenancy: str = "single",
+        parent_orgnr: str | None = None,
+        child_orgnr: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if dpop:
             self.dpop = DpopProofs()
+        self.details = assertion_details(tenancy, parent_orgnr, child_orgnr)
 
-    def _request_data(self) -> dict[str, str]:
-        claims = {
+    def client_assertion(self, key: SigningKey) -> dict[str, str]:
+        claims: dict[str, Any] = {
             "iss": self.client_id,
             "sub": self.client_id,
             "aud": self.audience,
             **self._assertion_times(),
         }
+        if self.details is not None:
+            claims["assertion_details"] = self.details
         return {
-            "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": self._signing_key.sign(claims, typ="client-authentication+jwt"),
+            "client_assertion": key.sign(claims, typ="client-authentication+jwt"),
+        }
+
+    def _request_data(self, key: SigningKey) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            **self.client_assertion(key),
             "scope": self.scope,
         }
+
+    def revoke(self, url: str, refresh_token: str) -> None:
+        """Tell HelseID to end a login (RFC 7009 revocation of its refresh token)."""
+        data = {
+            "token": refresh_token,
+            "token_type_hint": "refresh_token",
+            **self.client_assertion(self.current_key()),
+        }
+        try:
+            with self.http_client() as client:
+                response = client.post(url, data=data, headers={"Accept": "application/json"})
+        except httpx.TransportError as exc:
+            raise TokenError(f"cannot reach {url}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise self.refused(response)
+
+    def exchange(self, grant: dict[str, str]) -> dict[str, Any]:
+        """POST `grant` to the token endpoint with a client assertion and a DPoP proof (the
+        nonce challenge answered); the answer's JSON, or TokenError."""
+        key = self.current_key()
+        with self.http_client() as client:
+            try:
+                response = self._post(client, {**grant, **self.client_assertion(key)})
+                if self._needs_dpop_nonce(response):
+                    response = self._post(client, {**grant, **self.client_assertion(key)})
+            except httpx.TransportError as exc:
+                raise TokenError(
+                    f"cannot reach {self.token_url}: {type(exc).__name__}",
+                    hint=f"check network access to {self.token_url}",
+                ) from None
+        if response.status_code != 200:
+            raise self.refused(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "access_token" not in body:
+            raise TokenError(f"{self.kind} answered without an access_token")
+        return body
 
 
 def make_token_provider(
@@ -429,7 +602,10 @@ def make_token_provider(
     audience: str,
     scope: str,
     consumer_org: str | None = None,
-    dpop: bool = False,
+    dpop: bool = True,
+    tenancy: str = "single",
+    parent_orgnr: str | None = None,
+    child_orgnr: str | None = None,
     **kwargs: Any,
 ) -> MaskinportenTokenProvider | HelseIdTokenProvider:
     common = dict(
@@ -441,5 +617,8 @@ def make_token_provider(
         **kwargs,
     )
     if method is AuthMethod.HELSEID:
-        return HelseIdTokenProvider(dpop=dpop, **common)
+        return HelseIdTokenProvider(
+            dpop=dpop, tenancy=tenancy, parent_orgnr=parent_orgnr, child_orgnr=child_orgnr,
+            **common,
+        )  # fmt: skip
     return MaskinportenTokenProvider(consumer_org=consumer_org, **common)

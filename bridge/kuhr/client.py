@@ -4,7 +4,8 @@
 Every call returns the typed models of `bridge.core.model`. Resilience, in one place:
 - connect/read timeouts; retries with exponential backoff and full jitter on connection
   errors, 5xx and 429 (Retry-After honoured), a bounded number of attempts;
-- a 401 invalidates the token and retries once with a fresh one;
+- a 401 invalidates the token and retries once with a fresh one (a DPoP `use_dpop_nonce`
+  challenge is answered first, with the same token and a proof carrying the nonce);
 - a 400 from the submit endpoint is a *result* (feilmeldinger), never retried – except once
   after refetching KUHR's JWKS when the rejection says the claim could not be read (stale kid);
 - a retried submit that answers DUPLIKAT_KRAV after an earlier attempt may have landed is
@@ -155,6 +156,7 @@ class AsyncKuhrClient:
         retry: RetryPolicy | None = None,
         verify: bool | str = True,
         max_concurrency: int = 4,
+        proxy: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -173,7 +175,7 @@ class AsyncKuhrClient:
             # only by a command that talks to KUHR, never by `convert` or `validate`.
             from bridge.kuhr.transport import kuhr_transport
 
-            transport = kuhr_transport(verify)
+            transport = kuhr_transport(verify, proxy)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             verify=verify,
@@ -298,6 +300,7 @@ class AsyncKuhrClient:
         url = self._url(path)
         attempt = 0
         refreshed = False
+        nonce_retried = False
         maybe_landed = False
         while True:
             attempt += 1
@@ -326,6 +329,10 @@ class AsyncKuhrClient:
             # cost; an answer that is not a success stays at INFO.
             level = logging.DEBUG if status < 400 else logging.INFO
             log.log(level, "%s %s -> %d (attempt %d)", method, path, status, attempt)
+            accept_nonce = getattr(self.tokens, "accept_nonce", None)
+            if status == 401 and not nonce_retried and accept_nonce and accept_nonce(url, response):
+                nonce_retried = True  # the API asked for a DPoP nonce: same token, new proof
+                continue
             if status == 401 and not refreshed:
                 refreshed = True
                 self.counters.token_refreshes += 1
@@ -465,5 +472,3 @@ class KuhrClient:
 
 
 # --------------------------------------------------------------------------- from settings
-
-

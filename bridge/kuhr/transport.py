@@ -20,8 +20,11 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from bridge.kuhr.proxy import AsyncRoutingTransport, ProxyRule
+
 # The aiohttp error → the httpx error the client understands; the first match wins.
 _MAPPING: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ClientHttpProxyError, httpx.ConnectError),  # the proxy refused: nothing sent
     (aiohttp.ClientConnectorError, httpx.ConnectError),  # no connection made: nothing sent
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # connecting, or waiting for one
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # sent, no answer in time
@@ -33,9 +36,17 @@ _MAPPING: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 )
 
 
-def kuhr_transport(verify: ssl.SSLContext | str | bool = True) -> httpx.AsyncBaseTransport:
-    """The transport `AsyncKuhrClient` uses unless it is given one (tests give their own)."""
-    return _MappedAiohttpTransport(verify=verify)
+def kuhr_transport(
+    verify: ssl.SSLContext | str | bool = True, proxy: str | None = None
+) -> httpx.AsyncBaseTransport:
+    """The transport `AsyncKuhrClient` uses unless it is given one (tests give their own):
+    aiohttp's, through the proxy the bridge's one proxy rule names for each URL (`proxy` is
+    the `kuhr.proxy` setting; aiohttp itself reads no environment here)."""
+
+    def make(via: str | None) -> httpx.AsyncBaseTransport:
+        return _MappedAiohttpTransport(verify=verify, proxy=httpx.Proxy(via) if via else None)
+
+    return AsyncRoutingTransport(ProxyRule(proxy), make)
 
 
 class _MappedAiohttpTransport(AiohttpTransport):

@@ -1,5 +1,6 @@
 """The admin API under /sandbox/admin: the clock, faults, key rotation, rebehandling (what KUHR
-does by hand after an error of its own), counts and reset. No authentication: the sandbox
+does by hand after an error of its own), client keys (what the self-service portals register),
+ending logins, counts and reset. No authentication: the sandbox
 listens on loopback for tests and local development.
 """
 
@@ -44,6 +45,40 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
             "now": sandbox.clock.now_datetime().isoformat(timespec="seconds"),
             "speed": sandbox.clock.speed,
         }
+
+    @router.get("/clients/{client_id}/keys")
+    async def client_keys(client_id: str) -> Response:
+        try:
+            return _json({"client_id": client_id, "kids": sandbox.client_keys(client_id)})
+        except LookupError as exc:
+            return _json({"error": "not_found", "error_description": str(exc)}, 404)
+
+    @router.post("/clients/{client_id}/keys")
+    async def register_key(client_id: str, request: Request) -> Response:
+        """Register a public JWK for a client, as HelseID selvbetjening and Samarbeidsportalen
+        do (`bkm-bridge keys new` prints one)."""
+        try:
+            kids = sandbox.register_client_key(client_id, await _body(request))
+        except LookupError as exc:
+            return _json({"error": "not_found", "error_description": str(exc)}, 404)
+        except (ValueError, TypeError) as exc:
+            return _bad(f"not a public JWK: {exc}")
+        return _json({"client_id": client_id, "kids": kids})
+
+    @router.delete("/clients/{client_id}/keys/{kid}")
+    async def remove_key(client_id: str, kid: str) -> Response:
+        try:
+            return _json(
+                {"client_id": client_id, "kids": sandbox.remove_client_key(client_id, kid)}
+            )
+        except LookupError as exc:
+            return _json({"error": "not_found", "error_description": str(exc)}, 404)
+
+    @router.post("/logins/end")
+    async def end_logins() -> Response:
+        """End every personal HelseID login (as an expired or revoked HelseID session): the
+        next refresh is refused and the bridge says a new login is due."""
+        return _json({"ended": sandbox.tokens.logins.end_all()})
 
     @router.get("/clock")
     async def get_clock() -> Response:
@@ -90,15 +125,28 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/tokens")
     async def set_tokens(request: Request) -> Response:
         """`{"lifetime_seconds": N}`: the lifetime of access tokens issued from now on (tests of
-        token refresh use a short one)."""
+        token refresh use a short one); `{"refresh_lifetime_seconds": N}`: of logins made from
+        now on."""
         try:
-            lifetime = int((await _body(request))["lifetime_seconds"])
+            body = await _body(request)
+            if "refresh_lifetime_seconds" in body:
+                refresh = int(body["refresh_lifetime_seconds"])
+                if refresh < 1:
+                    raise ValueError("refresh_lifetime_seconds must be at least 1")
+                sandbox.tokens.logins.refresh_lifetime = refresh
+            lifetime = int(body.get("lifetime_seconds", sandbox.tokens.lifetime))
             if lifetime < 1:
                 raise ValueError("lifetime_seconds must be at least 1")
         except (KeyError, ValueError, TypeError) as exc:
             return _bad(f"give lifetime_seconds >= 1 ({exc})")
         sandbox.tokens.lifetime = lifetime
-        return _json({"lifetime_seconds": lifetime, "issued": sandbox.tokens.issued})
+        return _json(
+            {
+                "lifetime_seconds": lifetime,
+                "refresh_lifetime_seconds": sandbox.tokens.logins.refresh_lifetime,
+                "issued": sandbox.tokens.issued,
+            }
+        )
 
     @router.post("/rotate-keys")
     async def rotate_keys(request: Request) -> Response:

@@ -4,10 +4,10 @@ admin API. `create_app(settings)` is usable on its own (e.g. with `httpx.ASGITra
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
@@ -17,14 +17,16 @@ from bridge.sandbox.admin import admin_router
 from bridge.sandbox.core import Sandbox
 from bridge.sandbox.faults import FaultMiddleware
 from bridge.sandbox.keys import KeyMaterial
+from bridge.sandbox.login_page import login_router, read_form
 from bridge.sandbox.opendata import opendata_router
 from bridge.sandbox.settings import (
     API_PREFIX,
     HELSEID_TOKEN_PATH,
     MASKINPORTEN_TOKEN_PATH,
+    TEST_TOKEN_PATH,
     SandboxSettings,
 )
-from bridge.sandbox.tokens import AuthError, OAuthError
+from bridge.sandbox.tokens import AccessGrant, AuthError, OAuthError
 from bridge.sandbox.wire import BehandlerkravmeldingListe, PraksisListe, SendInnResponse, dump
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -79,18 +81,27 @@ def create_app(
     async def _auth_error(request: Request, exc: AuthError) -> Response:
         del request
         body = {"error": exc.error, "error_description": exc.description}
-        return json_response(body, exc.status, **{"WWW-Authenticate": exc.www_authenticate()})
+        headers = {"WWW-Authenticate": exc.www_authenticate()}
+        if exc.nonce:
+            headers["DPoP-Nonce"] = exc.nonce
+        return json_response(body, exc.status, **headers)
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(request: Request, exc: OAuthError) -> Response:
         del request
-        return json_response(exc.body(), exc.status, **{"Cache-Control": "no-store"})
+        return json_response(exc.body(), exc.status, **exc.headers())
+
+    def grant_of(request: Request) -> AccessGrant:
+        headers = request.headers
+        return sandbox.authenticate(
+            headers.get("authorization"), headers.get("dpop"), request.method, request.url.path
+        )
 
     # ------------------------------------------------------------------ KUHR Krav API
 
     @app.get(f"{API_PREFIX}/data/praksis", response_model=PraksisListe, tags=["KUHR Krav API"])
     async def hent_praksiser(request: Request) -> Response:
-        grant = sandbox.authenticate(request.headers.get("authorization"))
+        grant = grant_of(request)
         return json_response(sandbox.praksiser(grant))
 
     @app.post(
@@ -101,7 +112,7 @@ def create_app(
         tags=["KUHR Krav API"],
     )
     async def send_inn(request: Request) -> Response:
-        grant = sandbox.authenticate(request.headers.get("authorization"))
+        grant = grant_of(request)
         length = request.headers.get("content-length")
         limit = sandbox.settings.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
@@ -125,7 +136,7 @@ def create_app(
         fomMottattdato: str | None = Query(None, description="yyyy-MM-dd, inclusive"),
         tomMottattdato: str | None = Query(None, description="yyyy-MM-dd, inclusive"),
     ) -> Response:
-        grant = sandbox.authenticate(request.headers.get("authorization"))
+        grant = grant_of(request)
         try:
             fom = _date_param("fomMottattdato", fomMottattdato)
             tom = _date_param("tomMottattdato", tomMottattdato)
@@ -139,7 +150,7 @@ def create_app(
         tags=["KUHR Krav API"],
     )
     async def hent_detaljer(request: Request, behandlerkravmeldingId: str) -> Response:
-        grant = sandbox.authenticate(request.headers.get("authorization"))
+        grant = grant_of(request)
         found = sandbox.details(grant, behandlerkravmeldingId)
         if found is None:
             return _error(404, "not_found", "no behandlerkravmelding with that id for this actor")
@@ -147,35 +158,38 @@ def create_app(
 
     @app.get(f"{API_PREFIX}/jwk", tags=["KUHR Krav API"])
     async def hent_jwk(request: Request) -> Response:
-        sandbox.authenticate(request.headers.get("authorization"))
+        grant_of(request)
         return Response(sandbox.keyring.jwks_bytes, media_type="application/json")
 
     # ------------------------------------------------------------------ token endpoints
 
-    async def _form(request: Request) -> dict[str, str]:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise OAuthError(
-                400, "invalid_request", "the body must be application/x-www-form-urlencoded"
-            )
-        body = await request.body()
-        try:
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError:
-            raise OAuthError(400, "invalid_request", "the form is not UTF-8") from None
-
     @app.post(MASKINPORTEN_TOKEN_PATH, tags=["Token endpoints"])
     async def maskinporten_token(request: Request) -> Response:
         """RFC 7523 JWT grant, as Maskinporten."""
-        answer = sandbox.tokens.maskinporten(await _form(request))
+        answer = sandbox.tokens.maskinporten(await read_form(request))
         return json_response(answer, 200, **{"Cache-Control": "no-store"})
 
     @app.post(HELSEID_TOKEN_PATH, tags=["Token endpoints"])
     async def helseid_token(request: Request) -> Response:
-        """Client credentials with private_key_jwt, as HelseID."""
-        answer = sandbox.tokens.helseid(await _form(request))
+        """HelseID's token endpoint: client credentials, authorization code and refresh token
+        grants, each with a private_key_jwt client assertion and a DPoP proof."""
+        form = await read_form(request)
+        answer = sandbox.tokens.helseid(form, request.headers.get("dpop"))
         return json_response(answer, 200, **{"Cache-Control": "no-store"})
 
+    @app.post(TEST_TOKEN_PATH, tags=["Token endpoints"])
+    async def test_token(request: Request) -> Response:
+        """A stand-in for HelseID's test token service (DEV): a token and a DPoP proof."""
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise OAuthError(400, "invalid_request", "the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise OAuthError(400, "invalid_request", "the body must be a JSON object")
+        answer = sandbox.tokens.test_token(body, request.headers.get("x-auth-key"))
+        return json_response(answer, 200, **{"Cache-Control": "no-store"})
+
+    app.include_router(login_router(sandbox))
     app.include_router(admin_router(sandbox))
     app.include_router(opendata_router(sandbox))
     return app

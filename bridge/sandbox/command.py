@@ -79,6 +79,20 @@ def sandbox(
     access_log: Annotated[
         bool, typer.Option(help="Log each request (paths and status only).")
     ] = True,
+    refresh_token_lifetime: Annotated[
+        int,
+        typer.Option(help="How long a personal HelseID login lasts, in seconds.", min=1),
+    ] = 10 * 3600,
+    api_dpop_nonce: Annotated[
+        bool, typer.Option(help="Let the API, too, ask for a DPoP nonce (use_dpop_nonce).")
+    ] = False,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The address clients reach the sandbox at, when it sits behind a TLS front "
+            "or a proxy (token audiences and DPoP htu are checked against it)."
+        ),
+    ] = None,
 ) -> None:
     """Run the KUHR sandbox: a local stand-in for Helfo's KUHR Krav API (see docs/sandbox.md)."""
     from bridge.sandbox.clock import parse_iso
@@ -105,6 +119,9 @@ def sandbox(
         faults=faults,
         access_log=access_log,
         speed=speed,
+        refresh_token_lifetime_seconds=refresh_token_lifetime,
+        public_url=public_url.rstrip("/") if public_url else None,
+        api_dpop_nonce=api_dpop_nonce,
     )
     try:
         running = start_sandbox(
@@ -121,6 +138,7 @@ def sandbox(
         f"  admin     {info['admin_url']}",
         f"  tokens    {info['maskinporten']['token_url']} (Maskinporten), "
         f"{info['helseid']['token_url']} (HelseID)",
+        f"  login     {info['helseid']['authorize_url']} (HelseID, test persons)",
         f"  client id {info['client_id']}",
         f"  clock     {info['clock']} x{running.sandbox.clock.speed:g}",
     ]

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import simplejson
+from jwcrypto import jwk
 
 from bridge.sandbox import views
 from bridge.sandbox.clock import OSLO, SandboxClock, from_epoch
@@ -25,14 +26,18 @@ from bridge.sandbox.faults import FaultConfig, FaultState
 from bridge.sandbox.keys import KeyMaterial, load_or_create_keys
 from bridge.sandbox.lifecycle import Lifecycle
 from bridge.sandbox.merknader import MerknadRef, merknad
-from bridge.sandbox.registry import Registry, build_registry
+from bridge.sandbox.registry import Client, Registry, build_registry
 from bridge.sandbox.settings import (
     ADMIN_PREFIX,
     DEV_CLIENT_ID,
     HELSEID_AUDIENCE,
+    HELSEID_AUTHORIZE_PATH,
+    HELSEID_DISCOVERY_PATH,
+    HELSEID_PAR_PATH,
     OPNE_DATA_PREFIX,
     SCOPE_HELSEID,
     SCOPE_MASKINPORTEN,
+    TEST_TOKEN_PATH,
     SandboxSettings,
 )
 from bridge.sandbox.store import ClaimStore, Melding, RegningRecord
@@ -73,6 +78,7 @@ class Sandbox:
         self.takster = TakstTable(bundled_rows())
         self.takster.add(self.registry.takst_rows)
         self.faults = FaultState()
+        self.listen_url = settings.base_url  # where it listens (differs behind a TLS front)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -89,6 +95,7 @@ class Sandbox:
         return {
             "environment": "sandbox",
             "base_url": s.base_url,
+            "listen_url": self.listen_url,
             "api_url": s.api_url,
             "jwks_url": s.api_url + "/jwk",
             "client_id": DEV_CLIENT_ID,
@@ -102,11 +109,17 @@ class Sandbox:
                 "scope": SCOPE_MASKINPORTEN,
             },
             "helseid": {
+                "authority": s.helseid_issuer,
                 "token_url": s.helseid_token_url,
                 "audience": s.helseid_token_url,
                 "scope": SCOPE_HELSEID,
                 "api_audience": HELSEID_AUDIENCE,
+                "discovery_url": s.url(HELSEID_DISCOVERY_PATH),
+                "par_url": s.url(HELSEID_PAR_PATH),
+                "authorize_url": s.url(HELSEID_AUTHORIZE_PATH),
+                "dpop": True,
             },
+            "test_token": {"url": s.url(TEST_TOKEN_PATH), "key": s.test_token_key},
             "admin_url": s.base_url + ADMIN_PREFIX,
             "opne_data_url": s.base_url + OPNE_DATA_PREFIX,
             "clock": s.clock.astimezone(OSLO).isoformat(timespec="seconds"),
@@ -115,8 +128,18 @@ class Sandbox:
 
     # ------------------------------------------------------------------ API operations
 
-    def authenticate(self, authorization: str | None) -> AccessGrant:
-        return self.tokens.authenticate(authorization)
+    def authenticate(
+        self,
+        authorization: str | None,
+        dpop: str | None = None,
+        method: str = "GET",
+        path: str = "",
+    ) -> AccessGrant:
+        """The grant of a request's token; `path` is the request's, under the sandbox's own
+        address (what a DPoP proof's `htu` must name)."""
+        return self.tokens.authenticate(
+            authorization, dpop=dpop, method=method, url=self.settings.base_url + path
+        )
 
     def praksiser(self, grant: AccessGrant) -> PraksisListe:
         actor = self.registry.actors.get(grant.actor)
@@ -348,6 +371,33 @@ class Sandbox:
             raise ValueError(f"regning {guid} is known for several actors: give the melding id")
         return carrying[-1]  # the store keeps meldinger in the order received
 
+    def register_client_key(self, client_id: str, data: dict[str, Any]) -> list[str]:
+        """Register one more public key for a client (what the self-service portals do); its
+        key ids afterwards."""
+        client = self._client(client_id)
+        key = jwk.JWK(**{k: v for k, v in data.items() if k != "exp"})
+        if key.has_private:
+            raise ValueError("register the public key only (the JWK holds a private key)")
+        if not key.get("kid"):
+            raise ValueError("the JWK needs a kid")
+        client.add_key(key)
+        return [str(k.get("kid")) for k in client.public_keys]
+
+    def remove_client_key(self, client_id: str, kid: str) -> list[str]:
+        client = self._client(client_id)
+        if not client.remove_key(kid):
+            raise LookupError(f"client {client_id} has no key {kid}")
+        return [str(k.get("kid")) for k in client.public_keys]
+
+    def client_keys(self, client_id: str) -> list[str]:
+        return [str(k.get("kid")) for k in self._client(client_id).public_keys]
+
+    def _client(self, client_id: str) -> Client:
+        client = self.registry.clients.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id}")
+        return client
+
     def set_faults(self, data: dict[str, Any]) -> dict[str, Any]:
         config = FaultConfig.from_json(data)
         with self._lock:
@@ -363,6 +413,14 @@ class Sandbox:
             "regninger_accepted": stats.regninger_accepted,
             "meldinger_stored": len(self.store.meldinger),
             "tokens_issued": self.tokens.issued,
+            "tokens_by_grant": dict(self.tokens.issued_by_grant),
+            "client_keys_used": dict(self.tokens.keys_used),
+            "dpop_proofs_checked": self.tokens.dpop.checked,
+            "dpop_requests": dict(self.tokens.dpop_requests),
+            "api_nonce_challenges": self.tokens.api_nonce_challenges,
+            "logins": self.tokens.logins.logins,
+            "refreshes": self.tokens.logins.refreshes,
+            "active_logins": self.tokens.logins.active(),
             "overview_requests": self.lookups["overview"],
             "details_requests": self.lookups["details"],
             "faults": {**self.faults.counts, "requests_seen": self.faults.requests},
@@ -376,4 +434,5 @@ class Sandbox:
             self.clock.set(self.settings.clock)
             self.clock.set_speed(self.settings.speed)
             self.tokens.lifetime = self.settings.token_lifetime_seconds
+            self.tokens.logins.refresh_lifetime = self.settings.refresh_token_lifetime_seconds
             self._reset_state()

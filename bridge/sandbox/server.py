@@ -93,7 +93,7 @@ def start_sandbox(
     base = settings or SandboxSettings()
     settings = replace(
         base,
-        base_url=f"http://{url_host}:{bound_port}",
+        base_url=base.public_url or f"http://{url_host}:{bound_port}",
         clock=as_oslo(clock) if clock is not None else base.clock,
         # The keyword's default (1.0) leaves a speed given in `settings` alone.
         speed=base.speed if speed == 1.0 else speed,
@@ -132,6 +132,7 @@ def start_sandbox(
             raise SandboxStartError("the sandbox server did not start")
         time.sleep(0.01)
     sandbox: Sandbox = app.state.sandbox
+    sandbox.listen_url = f"http://{url_host}:{bound_port}"
     info_path = None
     if settings.state_dir is not None:
         info_path = settings.state_dir / INFO_FILE

@@ -13,7 +13,14 @@ API_PREFIX = "/kuhr/krav/v1"
 ADMIN_PREFIX = "/sandbox/admin"
 OPNE_DATA_PREFIX = "/opne-data/v1"  # Helfo's open data API (bridge.sandbox.opendata)
 MASKINPORTEN_TOKEN_PATH = "/maskinporten/token"
-HELSEID_TOKEN_PATH = "/helseid/connect/token"
+HELSEID_PREFIX = "/helseid"
+HELSEID_TOKEN_PATH = HELSEID_PREFIX + "/connect/token"
+HELSEID_PAR_PATH = HELSEID_PREFIX + "/connect/par"
+HELSEID_AUTHORIZE_PATH = HELSEID_PREFIX + "/connect/authorize"
+HELSEID_LOGIN_PATH = HELSEID_PREFIX + "/login"
+HELSEID_REVOCATION_PATH = HELSEID_PREFIX + "/connect/revocation"
+HELSEID_DISCOVERY_PATH = HELSEID_PREFIX + "/.well-known/openid-configuration"
+TEST_TOKEN_PATH = "/helseid-ttt/v2/create-test-token-with-key"
 DEV_CLIENT_ID = "bkm-bridge-sandbox"
 SCOPE_MASKINPORTEN = "nav:kuhr/krav"
 SCOPE_HELSEID = "hdir:kuhr-krav-api/krav"
@@ -33,6 +40,16 @@ class SandboxSettings:
     # Tokens (real time: clients sign assertions with the real clock).
     token_lifetime_seconds: int = 120
     max_assertion_lifetime_seconds: int = 120
+    # A personal HelseID login: how long its refresh tokens live (absolute, from the login).
+    refresh_token_lifetime_seconds: int = 10 * 3600
+    # The API key of the stand-in for HelseID's test token service (sandbox.json gives it).
+    test_token_key: str = "sandbox-ttt-key"
+    # The address clients use when the sandbox sits behind a TLS front or a proxy (tests of
+    # proxies and TLS); token audiences and DPoP `htu` are checked against it.
+    public_url: str | None = None
+    # The API, too, asks for a DPoP nonce (RFC 9449 §9: 401 use_dpop_nonce), as a resource
+    # server may; off by default (HelseID asks at its token endpoint only).
+    api_dpop_nonce: bool = False
     # Claim lifecycle.
     mottatt_seconds: tuple[float, float] = (1.0, 2.0)
     kontroll_seconds: tuple[float, float] = (10.0, 20.0)
@@ -66,3 +83,6 @@ class SandboxSettings:
     @property
     def helseid_token_url(self) -> str:
         return self.base_url + HELSEID_TOKEN_PATH
+
+    def url(self, path: str) -> str:
+        return self.base_url + path

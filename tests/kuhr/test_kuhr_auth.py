@@ -92,13 +92,15 @@ def _claims(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("method", "scope"),
-    [("maskinporten", "nav:kuhr/krav"), ("helseid", "hdir:kuhr-krav-api/krav")],
+    ("method", "scope", "token_type"),
+    [("maskinporten", "nav:kuhr/krav", "Bearer"), ("helseid", "hdir:kuhr-krav-api/krav", "DPoP")],
 )
-def test_both_token_types_reach_the_api(sandbox: RunningSandbox, method: str, scope: str) -> None:
+def test_both_token_types_reach_the_api(
+    sandbox: RunningSandbox, method: str, scope: str, token_type: str
+) -> None:
     tokens = _provider(sandbox, method, _dev_key(sandbox))
     token = tokens.token_sync()
-    assert token.token_type == "Bearer"
+    assert token.token_type == token_type
     assert token.scope == scope
     assert 0 < token.lifetime <= 3600
     assert _praksis_ids(sandbox, tokens) == ["1004326178", "1004326468"]
@@ -123,7 +125,9 @@ def test_assertions_follow_the_grant_rules(sandbox: RunningSandbox) -> None:
     hid.token_sync()
     hid.invalidate()
     hid.token_sync()
-    first, second = spy.forms
+    # HelseID answers the first request use_dpop_nonce; the nonce is then known.
+    challenged, first, second = spy.forms
+    assert challenged["client_assertion"] != first["client_assertion"]
     assert first["grant_type"] == "client_credentials"
     assert first["client_id"] == sandbox.info["client_id"]
     assert first["scope"] == "hdir:kuhr-krav-api/krav"
@@ -355,12 +359,23 @@ def test_dpop_proof_binds_method_url_and_token() -> None:
 
 
 def test_helseid_dpop_sends_proofs(sandbox: RunningSandbox) -> None:
-    """With DPoP on, the token request carries a proof; a Bearer answer is still used."""
+    """The token request carries a proof, the second one HelseID's nonce; the token is bound
+    to the proof's key, and every API call gets a proof of its own with `ath`."""
     spy = _Spy()
-    tokens = _provider(sandbox, "helseid", _dev_key(sandbox), dpop=True, transport=spy)
-    assert tokens.token_sync().token_type == "Bearer"
-    proof = spy.requests[0].headers["DPoP"]
-    _, claims = _claims(proof)
-    assert (claims["htm"], claims["htu"]) == ("POST", sandbox.info["helseid"]["token_url"])
-    headers = asyncio.run(tokens.auth_headers("GET", sandbox.info["api_url"] + "/data/praksis"))
-    assert set(headers) == {"Authorization"}  # Bearer token: no proof needed on API calls
+    tokens = _provider(sandbox, "helseid", _dev_key(sandbox), transport=spy)
+    token = tokens.token_sync()
+    assert token.token_type == "DPoP"
+    first, second = (_claims(r.headers["DPoP"])[1] for r in spy.requests)
+    assert (second["htm"], second["htu"]) == ("POST", sandbox.info["helseid"]["token_url"])
+    assert "nonce" not in first and second["nonce"]
+    header, _ = _claims(spy.requests[1].headers["DPoP"])
+    access = _claims(token.value)[1]
+    assert access["cnf"]["jkt"] == jwk.JWK(**header["jwk"]).thumbprint()
+    url = sandbox.info["api_url"] + "/data/praksis"
+    headers = asyncio.run(tokens.auth_headers("GET", url))
+    assert headers["Authorization"] == f"DPoP {token.value}"
+    _, proof = _claims(headers["DPoP"])
+    assert (proof["htm"], proof["htu"]) == ("GET", url) and proof["ath"]
+    assert "nonce" not in proof  # HelseID's nonce is for HelseID only
+    again = asyncio.run(tokens.auth_headers("GET", url))
+    assert _claims(again["DPoP"])[1]["jti"] != proof["jti"]

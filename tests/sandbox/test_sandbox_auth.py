@@ -34,8 +34,13 @@ FYSIO_PRAKSIS = "2000000001"
 
 
 def _claims(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return _header_and_claims(token)[1]
+
+
+def _header_and_claims(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    head, part = token.split(".")[:2]
+    decode = lambda text: json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))  # noqa: E731
+    return decode(head), decode(part)
 
 
 @pytest.fixture(scope="module")
@@ -140,16 +145,22 @@ def test_maskinporten_token(jose: Jose) -> None:
     assert claims["jti"]
 
 
-def test_helseid_token_has_the_claims_testdata_md_lists(jose: Jose) -> None:
+def test_helseid_machine_token_carries_client_claims_only(jose: Jose) -> None:
+    """A client-credentials token is a virksomhet's: its client and organisation, bound to the
+    DPoP key, and nothing about a person (no pid, no security level: nobody logged in)."""
     response = jose.helseid()
     assert response.status_code == 200, response.text
-    claims = _claims(response.json()["access_token"])
+    body = response.json()
+    assert body["token_type"] == "DPoP"
+    header, claims = _header_and_claims(body["access_token"])
+    assert header["typ"] == "at+jwt"
     assert claims["aud"] == "hdir:kuhr-krav-api"
-    assert "hdir:kuhr-krav-api/krav" in claims["scope"].split()
+    assert claims["scope"] == ["hdir:kuhr-krav-api/krav"]
     assert claims["client_id"] == "bkm-bridge-sandbox"
-    assert len(claims["pid"]) == 11 and claims["pid"].isdigit()
-    assert claims["helseid://claims/identity/security_level"] == "4"
     assert claims["helseid://claims/client/claims/orgnr_parent"] == "999999999"
+    assert claims["cnf"] == {"jkt": jose.dpop_key.thumbprint()}
+    assert not {"pid", "sub", "helseid://claims/identity/security_level"} & set(claims)
+    assert not [name for name in claims if name.startswith("helseid://claims/identity/")]
 
 
 def _expect_oauth_error(response: httpx.Response, status: int, error: str) -> None:

@@ -7,6 +7,7 @@ module named `conftest` would shadow theirs. Test modules import the fixtures th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -89,6 +90,11 @@ class Jose:
         self.client_id = client_id or info["client_id"]
         # Plain HTTP on loopback: verify=False spares loading a CA bundle per client (~50 ms).
         self.http = httpx.Client(base_url=base_url, timeout=10, verify=False)
+        # DPoP (RFC 9449), as HelseID tokens need: one key, the token endpoint's nonce, and the
+        # tokens that came back bound to the key.
+        self.dpop_key = jwk.JWK.generate(kty="EC", crv="P-256")
+        self.nonce: str | None = None
+        self.bound: set[str] = set()
 
     def close(self) -> None:
         self.http.close()
@@ -139,30 +145,85 @@ class Jose:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
+    def proof(
+        self,
+        method: str,
+        url: str,
+        token: str | None = None,
+        *,
+        key: jwk.JWK | None = None,
+        **overrides: Any,
+    ) -> str:
+        """A DPoP proof for one request (claims may be overridden or, with None, left out)."""
+        key = key or self.dpop_key
+        claims: dict[str, Any] = {
+            "jti": str(uuid.uuid4()),
+            "htm": method,
+            "htu": url,
+            "iat": int(time.time()),
+        }
+        if token is not None:
+            claims["ath"] = b64url(hashlib.sha256(token.encode()).digest())
+        if self.nonce and token is None:
+            claims["nonce"] = self.nonce
+        claims.update(overrides)
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": json.loads(key.export_public())}
+        signed = jwt.JWT(header=header, claims={k: v for k, v in claims.items() if v is not None})
+        signed.make_signed_token(key)
+        return signed.serialize()
+
     def helseid(
-        self, scope: str = "hdir:kuhr-krav-api/krav", assertion: str | None = None, **overrides: Any
+        self,
+        scope: str = "hdir:kuhr-krav-api/krav",
+        assertion: str | None = None,
+        *,
+        dpop: bool = True,
+        form: dict[str, str] | None = None,
+        **overrides: Any,
     ) -> httpx.Response:
-        assertion = assertion or self.assertion(self.helseid_claims(**overrides))
-        return self.http.post(
-            self.info["helseid"]["token_url"],
-            data={
-                "grant_type": "client_credentials",
+        """A HelseID token request (client credentials unless `form` says otherwise), with a
+        DPoP proof, repeated once with the nonce HelseID asks for."""
+        url = self.info["helseid"]["token_url"]
+
+        def send() -> httpx.Response:
+            data = form or {"grant_type": "client_credentials", "scope": scope}
+            data = {
+                **data,
                 "client_id": self.client_id,
                 "client_assertion_type": CLIENT_ASSERTION,
-                "client_assertion": assertion,
-                "scope": scope,
-            },
-        )
+                "client_assertion": assertion or self.assertion(self.helseid_claims(**overrides)),
+            }
+            headers = {"DPoP": self.proof("POST", url)} if dpop else {}
+            return self.http.post(url, data=data, headers=headers)
+
+        response = send()
+        if response.status_code == 400 and response.json().get("error") == "use_dpop_nonce":
+            self.nonce = response.headers["DPoP-Nonce"]
+            response = send()
+        if response.status_code == 200 and response.json().get("token_type") == "DPoP":
+            self.bound.add(response.json()["access_token"])
+        return response
 
     def token(self, via: str = "maskinporten") -> str:
         response = self.maskinporten() if via == "maskinporten" else self.helseid()
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
+    def auth(self, token: str | None, method: str, path: str) -> dict[str, str]:
+        """Authorization (and, for a DPoP-bound token, a proof) for one API request."""
+        if not token:
+            return {}
+        if token in self.bound:
+            return {
+                "Authorization": f"DPoP {token}",
+                "DPoP": self.proof(method, self.base_url + path, token),
+            }
+        return {"Authorization": f"Bearer {token}"}
+
     # -------------------------------------------------------------- API
 
     def get(self, path: str, token: str | None, **params: str) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = self.auth(token, "GET", API + path)
         return self.http.get(API + path, headers=headers, params=params or None)
 
     def jwks(self, token: str) -> dict[str, Any]:
@@ -199,9 +260,7 @@ class Jose:
     def submit_raw(
         self, body: str | bytes, token: str | None, content_type: str = "application/jose"
     ) -> httpx.Response:
-        headers = {"Content-Type": content_type}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = {"Content-Type": content_type, **self.auth(token, "POST", SUBMIT)}
         return self.http.post(SUBMIT, content=body, headers=headers)
 
     def submit(self, claim: dict[str, Any], token: str, **encrypt: Any) -> httpx.Response:
