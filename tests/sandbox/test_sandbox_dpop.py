@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from jwcrypto import jwk
-from sandbox_testkit import (  # noqa: F401 (fixtures)
+from support.sandbox import (  # noqa: F401 (fixtures)
     API,
     Jose,
     jose_fixture,
