@@ -30,7 +30,7 @@ from bridge.core.model import (
     SendInnResponse,
 )
 from bridge.core.outcomes import STATUS_SENTENCES, State, Status, status_of
-from bridge.core.problems import Problem
+from bridge.core.problems import STAFF_TEXT, Problem
 from bridge.runtime.redaction import Mentions, ascii_folded
 
 RECEIPT_FORMAT_VERSION = 1
@@ -103,7 +103,7 @@ def control_result(facts: ReceiptFacts) -> str | None:
     """godkjent | delvis_godkjent | avvist once KUHR's control has judged every regning."""
     if not facts.details or not any(_controlled(d) for d in facts.details):
         return None
-    statuses = {r["status"] for r in _kuhr_regninger(facts)}
+    statuses = {r["status"] for r in kuhr_regninger(facts)}
     if not statuses or not statuses <= {"godkjent", "avvist"}:
         return None
     if statuses == {"godkjent"}:
@@ -176,7 +176,7 @@ def build_receipt(facts: ReceiptFacts) -> dict[str, Any]:
             for f in (facts.submit.feilmeldinger or [] if facts.submit else [])
         ],
         "problemer": [_problem(p, redact) for p in facts.problems],
-        "forhandskontroll": [redact.data(item) for item in facts.precheck],
+        "forhandskontroll": [_finding(item, redact) for item in facts.precheck],
         "vedtak": _vedtak(original, redact) if original else None,
         "rebehandlinger": [_rebehandling(d, redact) for d in facts.details[1:]],
         "duplikatAv": facts.duplicate_of,
@@ -228,7 +228,7 @@ def _regninger(facts: ReceiptFacts, redact: Redactor) -> list[dict[str, Any]]:
                 "status": unsent,
                 "merknader": [],
             }
-    for row in _kuhr_regninger(facts, redact):
+    for row in kuhr_regninger(facts, redact):
         key = _match(rows, row)
         if key is None:
             rows[row["guid"] or f"#{row['regningsnummer']}"] = row
@@ -237,7 +237,7 @@ def _regninger(facts: ReceiptFacts, redact: Redactor) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _kuhr_regninger(facts: ReceiptFacts, redact: Redactor | None = None) -> list[dict[str, Any]]:
+def kuhr_regninger(facts: ReceiptFacts, redact: Redactor | None = None) -> list[dict[str, Any]]:
     """KUHR's regning results, later (rebehandling) entries replacing earlier ones."""
     redact = redact or Redactor(facts.claim)
     rows: dict[str, dict[str, Any]] = {}
@@ -276,8 +276,22 @@ def _merknader(merknader: Iterable[Merknad], redact: Redactor) -> list[dict[str,
 
 
 def _problem(problem: Problem, redact: Redactor) -> dict[str, object]:
+    """`melding`: the Norwegian staff sentence; `detalj`: the technical text (redacted), left
+    out where it is operator advice for the log (bridge.core.problems.OPERATOR_DETAIL)."""
     out = problem.as_dict()
-    out["melding"] = redact.problem(problem)
+    if problem.code == "RECEIPT_PATH_TAKEN":
+        out["melding"] = redact.problem(problem)
+    elif "detalj" in out:
+        out["detalj"] = redact.problem(problem)
+    return out
+
+
+def _finding(item: dict[str, Any], redact: Redactor) -> dict[str, Any]:
+    """A pre-control finding, with the staff sentence for its code as `veiledning`."""
+    out = redact.data(item)
+    code = item.get("kode")
+    if isinstance(code, str) and code in STAFF_TEXT:
+        out["veiledning"] = STAFF_TEXT[code]
     return out
 
 
@@ -408,5 +422,3 @@ class Redactor:
 
 
 # --------------------------------------------------------------------------- files
-
-
