@@ -29,7 +29,7 @@ from bridge.core.model import (
     RegningResultat,
     SendInnResponse,
 )
-from bridge.core.outcomes import STATUS_SENTENCES, State, Status, status_of
+from bridge.core.outcomes import STATUS_SENTENCES, State, Status, status_label, status_of
 from bridge.core.problems import STAFF_TEXT, Problem
 from bridge.runtime.redaction import Mentions, ascii_folded
 
@@ -134,6 +134,56 @@ def _payment_word(facts: ReceiptFacts) -> str | None:
         if detail.utbetalingsstatus in _PAYMENT_WORDS:
             return detail.utbetalingsstatus
     return None
+
+
+# --------------------------------------------------------------------------- outcome line
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a file version's final (or control) state says, for one log line: the status
+    word, the codes behind it (problem codes, KUHR feilmelding codes, merknad numbers) and
+    the count of regninger per KUHR result."""
+
+    status: str
+    codes: tuple[str, ...]
+    regninger: dict[str, int]
+
+    def line(self, name: str) -> str:
+        """`x.xml: kontrollert: 2 avvist, 1 godkjent (delvis godkjent; merknader 470, 766)`,
+        `broken.xml: avvist lokalt: NOT_XML`."""
+        if self.regninger:
+            counts = ", ".join(f"{n} {word}" for word, n in sorted(self.regninger.items()))
+            extra = [] if self.status == "kontrollert" else [status_label(self.status)]
+            if self.codes:
+                extra.append("merknader " + ", ".join(self.codes))
+            text = f"{name}: kontrollert: {counts}"
+            return text + (f" ({'; '.join(extra)})" if extra else "")
+        text = f"{name}: {status_label(self.status)}"
+        return text + (f": {', '.join(self.codes)}" if self.codes else "")
+
+    def fields(self, name: str) -> dict[str, Any]:
+        """The JSON log record's fields (`extra=`): file, state, codes, regninger."""
+        out: dict[str, Any] = {"file": name, "state": self.status, "codes": list(self.codes)}
+        if self.regninger:
+            out["regninger"] = dict(self.regninger)
+        return out
+
+
+def outcome_of(facts: ReceiptFacts) -> Outcome:
+    """The outcome of a file version, in the receipts' vocabulary."""
+    status = str(overall_status(facts))
+    codes: list[str] = []
+    codes += sorted({p.code for p in facts.problems if p.is_error})
+    codes += [f.kode for f in (facts.submit.feilmeldinger or [] if facts.submit else [])]
+    regninger: dict[str, int] = {}
+    if State(facts.state) in _AT_KUHR and control_result(facts) is not None:
+        rows = kuhr_regninger(facts)
+        for row in rows:
+            regninger[row["status"]] = regninger.get(row["status"], 0) + 1
+        numbers = {str(m["nummer"]) for r in rows for m in r["merknader"]}
+        codes += sorted(numbers, key=lambda n: (len(n), n))
+    return Outcome(status, tuple(dict.fromkeys(codes)), regninger)
 
 
 # --------------------------------------------------------------------------- JSON receipt
