@@ -139,6 +139,9 @@ def _payment_word(facts: ReceiptFacts) -> str | None:
 # --------------------------------------------------------------------------- outcome line
 
 
+_CONTROL_WORDS = frozenset({"kontrollert", "godkjent", "delvis_godkjent", "avvist", "sendt"})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a file version's final (or control) state says, for one log line: the status
@@ -154,10 +157,12 @@ class Outcome:
         `broken.xml: avvist lokalt: NOT_XML`."""
         if self.regninger:
             counts = ", ".join(f"{n} {word}" for word, n in sorted(self.regninger.items()))
-            extra = [] if self.status == "kontrollert" else [status_label(self.status)]
+            control = self.status in _CONTROL_WORDS
+            head = "kontrollert" if control else status_label(self.status)
+            extra = [status_label(self.status)] if control and self.status != "kontrollert" else []
             if self.codes:
                 extra.append("merknader " + ", ".join(self.codes))
-            text = f"{name}: kontrollert: {counts}"
+            text = f"{name}: {head}: {counts}"
             return text + (f" ({'; '.join(extra)})" if extra else "")
         text = f"{name}: {status_label(self.status)}"
         return text + (f": {', '.join(self.codes)}" if self.codes else "")

@@ -873,3 +873,30 @@ def test_unwritable_receipts_folder_raises_and_leaves_no_temp_file(tmp_path: Pat
     with pytest.raises(OSError):
         write_receipts(_first_control(source=source), receipts_dir=blocker, now=NOW)
     assert sorted(os.listdir(tmp_path)) == ["kvitteringer"]
+
+
+# --------------------------------------------------------------------------- outcome lines
+
+
+def test_outcome_lines_speak_the_receipts_words() -> None:
+    from bridge.core.receipts import outcome_of
+
+    first = outcome_of(_first_control())
+    assert first.line("x.xml") == (
+        "x.xml: kontrollert: 2 avvist, 1 godkjent (delvis godkjent; merknader 470, 766)"
+    )
+    assert first.fields("x.xml") == {
+        "file": "x.xml",
+        "state": "delvis_godkjent",
+        "codes": ["470", "766"],
+        "regninger": {"avvist": 2, "godkjent": 1},
+    }
+    rejected = outcome_of(_local_rejection())
+    assert rejected.status == "avvist_lokalt" and "SUM_MISMATCH" in rejected.codes
+    assert rejected.line("x.xml").startswith("x.xml: avvist lokalt: ")
+    assert outcome_of(_feil_i_melding()).line("x.xml") == (
+        "x.xml: feil i melding: UKJENT_PRAKSISID"
+    )
+    paid = outcome_of(_corrected("paid", "seed-rettet-detail-utbetalt.json"))
+    assert paid.line("x.xml") == "x.xml: utbetalt: 1 godkjent"
+    assert outcome_of(_duplicate()).line("x.xml") == "x.xml: duplikat"
