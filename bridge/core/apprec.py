@@ -20,6 +20,7 @@ from lxml import etree
 from bridge import __version__
 from bridge.core.legacy.namespaces import APPREC_NS
 from bridge.core.receipts import (
+    DEV_WARNING,
     SANDBOX_WARNING,
     ReceiptFacts,
     Redactor,
@@ -81,6 +82,7 @@ def build_apprec(facts: ReceiptFacts, *, now: datetime) -> bytes | None:
         return None
     errors = list(_apprec_errors(facts, Redactor(facts.claim)))
     sandbox = facts.environment == "sandbox"
+    warning = {"sandbox": SANDBOX_WARNING, "dev": DEV_WARNING}.get(facts.environment)
 
     root = etree.Element(_q("AppRec"), nsmap={None: APPREC_NS})
     _sub(root, "MsgType", V="APPREC", DN="Applikasjonskvittering")
@@ -96,7 +98,7 @@ def build_apprec(facts: ReceiptFacts, *, now: datetime) -> bytes | None:
         root,
         "Status",
         V=status,
-        DN=f"{status_text} ({SANDBOX_WARNING})" if sandbox else status_text,
+        DN=f"{status_text} ({warning})" if warning else status_text,
     )
     for error in errors:
         _sub(root, "Error", V=error.code, S=ERROR_CODE_SYSTEM, DN=error.text, OT=error.origin)

@@ -900,3 +900,13 @@ def test_outcome_lines_speak_the_receipts_words() -> None:
     paid = outcome_of(_corrected("paid", "seed-rettet-detail-utbetalt.json"))
     assert paid.line("x.xml") == "x.xml: utbetalt: 1 godkjent"
     assert outcome_of(_duplicate()).line("x.xml") == "x.xml: duplikat"
+
+
+def test_a_dev_apprec_says_so_in_its_status() -> None:
+    facts = _first_control()
+    facts.environment = "dev"
+    status = _apprec(facts).find(f"{AR}Status")
+    assert status.get("V") == "3"
+    assert (
+        status.get("DN") == "OK, feil i delmelding (TESTMILJØ (dev) – ikke et ekte krav til Helfo)"
+    )
