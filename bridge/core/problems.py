@@ -213,11 +213,6 @@ OPERATOR_DETAIL: frozenset[str] = frozenset(
 )
 
 
-def staff_text(code: str) -> str:
-    """The Norwegian sentence for clinic staff about a problem code."""
-    return STAFF_TEXT[code]
-
-
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with a file, in words a clinic's IT person understands."""
@@ -229,7 +224,7 @@ class Problem:
     severity: Severity = Severity.ERROR
 
     def __post_init__(self) -> None:
-        if self.code not in PROBLEM_CODES or self.code not in STAFF_TEXT:
+        if self.code not in PROBLEM_CODES:
             raise ValueError(f"unknown problem code {self.code!r}")
 
     @property
