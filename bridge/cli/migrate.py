@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bridge.cli.exits import ExitCode
+from bridge.cli.exits import ExitCode, exit_code_for_outcomes
 from bridge.cli.options import ConfigOpt, EnvOpt
 from bridge.cli.settings import settings_or_exit
 
@@ -203,7 +203,14 @@ def migrate_command(
         sys.stdout.write(json.dumps(result.summary, indent=2, ensure_ascii=False) + "\n")
     elif not quiet:
         print(_summary_line(result.summary, result.report_paths), file=sys.stderr)
-    raise typer.Exit(result.exit_code)
+    if result.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    summary = result.summary
+    raise typer.Exit(
+        exit_code_for_outcomes(
+            summary["outcomes"], rejected_regninger=summary.get("rejected_regninger", 0)
+        )
+    )
 
 
 def _summary_line(summary: dict[str, Any], reports: tuple[Path, ...]) -> str:
