@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from bridge.config import Settings
-from bridge.daemon.watcher import FolderLockedError, _FolderLock
+from bridge.daemon.watcher import FolderLockedError, probe_folder_lock
 from bridge.paths import state_dir
 from bridge.runtime.listen import listening_socket
 
@@ -96,15 +96,13 @@ def folder_check(name: str, folder: Path, *, create: bool = False, lock: bool = 
     except OSError as exc:
         return Check(name, "fail", f"cannot be written ({_why(exc)})", _access_fix(folder))
     if lock:
-        folder_lock = _FolderLock(str(folder))
         try:
-            folder_lock.acquire()
+            probe_folder_lock(str(folder))
         except FolderLockedError as exc:
             return Check(name, "warn", str(exc), "stop the other bridge before starting this one")
         except OSError as exc:
             why = f"its lock cannot be taken ({_why(exc)})"
             return Check(name, "fail", why, _access_fix(folder))
-        folder_lock.release()
         return Check(name, "ok", "readable, writable, lock free")
     return Check(name, "ok", "readable, writable")
 
