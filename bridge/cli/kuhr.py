@@ -27,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bridge.cli.exits import ExitCode, exit_code_for_regninger
+from bridge.cli.exits import ExitCode, exit_code_for_regninger, require_paths
 from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import ConfigError, Environment, Settings, load_settings
@@ -401,7 +401,7 @@ def _print_submit(file: Path, result: SendInnResult, praksis_text: str) -> None:
 
 
 def submit_command(
-    file: Annotated[Path, typer.Argument(help="Legacy BKM XML file.", exists=True, dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="Legacy BKM XML file.", dir_okay=False)],
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the claim until its control is finished.")
     ] = False,
@@ -421,6 +421,7 @@ def submit_command(
     sandbox_state_dir: StateDirOpt = None,
 ) -> None:
     """Convert a legacy claim, choose its praksis, encrypt it and send it to KUHR."""
+    require_paths([file])
     settings = _settings(
         config, environment, sandbox_state_dir, **{"kuhr.sandbox_speed": sandbox_speed}
     )
