@@ -63,11 +63,15 @@ def exit_code_for(error: BaseException) -> ExitCode:
 
 
 def exit_code_for_outcomes(
-    outcomes: Mapping[str, int] | Iterable[str], *, rejected_regninger: int = 0
+    outcomes: Mapping[str, int] | Iterable[str],
+    *,
+    rejected_regninger: int = 0,
+    not_checked: int = 0,
 ) -> ExitCode:
-    """0 when every file's word is fine and no regning was rejected, else 1."""
+    """0 when every file's word is fine, no regning was rejected and every file was checked
+    (a dry run that could not resolve praksis has not checked it), else 1."""
     words = [w for w, n in outcomes.items() if n] if isinstance(outcomes, Mapping) else outcomes
-    if rejected_regninger or any(str(w) not in FINE_OUTCOMES for w in words):
+    if rejected_regninger or not_checked or any(str(w) not in FINE_OUTCOMES for w in words):
         return ExitCode.FAILED
     return ExitCode.OK
 

@@ -208,7 +208,9 @@ def migrate_command(
     summary = result.summary
     raise typer.Exit(
         exit_code_for_outcomes(
-            summary["outcomes"], rejected_regninger=summary.get("rejected_regninger", 0)
+            summary["outcomes"],
+            rejected_regninger=summary.get("rejected_regninger", 0),
+            not_checked=summary.get("problems", {}).get("PRAKSIS_NOT_CHECKED", 0),
         )
     )
 
@@ -223,6 +225,8 @@ def _summary_line(summary: dict[str, Any], reports: tuple[Path, ...]) -> str:
     if summary.get("merknader"):
         top = sorted(summary["merknader"].items(), key=lambda kv: -kv[1])[:5]
         text += " Merknader: " + ", ".join(f"{k} ×{v:,}" for k, v in top) + "."
+    if summary.get("dry_run") and summary.get("checked"):
+        text += f" {summary['checked'][0].upper()}{summary['checked'][1:]}."
     if reports:
         text += f" Report: {reports[0]}"
     if summary.get("interrupted"):
