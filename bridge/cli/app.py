@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from bridge import __version__
+from bridge.cli import helptext
 from bridge.cli.exits import ExitCode, exit_code_for, nothing_found, require_paths
 from bridge.cli.options import ConfigOpt
 from bridge.core.convert import DEFAULT_MAX_BYTES, ConvertContext, ConvertResult
@@ -27,6 +28,8 @@ from bridge.errors import BridgeError
 from bridge.files.batch import SourceFile, convert_to_folder, find_xml_files
 from bridge.files.reading import convert_file
 from bridge.paths import InstallationError, check_installation
+
+helptext.install()  # `--help` in words (PATH..., TEXT, YYYY-MM-DD), not Python's types
 
 app = typer.Typer(
     name="bkm-bridge",

@@ -134,7 +134,7 @@ def _parse_now(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise typer.BadParameter(f"--now {text!r} is not an ISO date-time") from None
+        raise typer.BadParameter(f"--now {text!r} is not a time like 2026-01-31T14:30") from None
     return moment.replace(tzinfo=OSLO) if moment.tzinfo is None else moment
 
 
@@ -230,7 +230,8 @@ def precheck(
     now: Annotated[
         str | None,
         typer.Option(
-            "--now", help="Check as of this moment (ISO; default: now, or the sandbox's clock)."
+            "--now",
+            help="Check as of this moment (YYYY-MM-DDTHH:MM; default: now, or the sandbox clock).",
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -347,7 +348,7 @@ def takster_search(
     text: Annotated[str, typer.Argument(help="A code or words; % or * is a wildcard.")],
     fagomraade: FagomraadeOpt = None,
     dato: Annotated[
-        str | None, typer.Option("--dato", help="Only codes valid on this day (yyyy-MM-dd).")
+        str | None, typer.Option("--dato", help="Only codes valid on this day (YYYY-MM-DD).")
     ] = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Search the local cache only.")
@@ -369,7 +370,7 @@ def takster_search(
     try:
         day = date.fromisoformat(dato) if dato else None
     except ValueError:
-        raise typer.BadParameter(f"--dato {dato!r} is not a date (yyyy-MM-dd)") from None
+        raise typer.BadParameter(f"--dato {dato!r} is not a date (YYYY-MM-DD)") from None
     fag = fagomraade.upper() if fagomraade else None
     pattern = text.replace("*", "%")
     rows: list[Takstkode] | None = None
