@@ -164,12 +164,16 @@ def test_migrate_follow_with_avvist_regninger_is_1(tmp_path: Path) -> None:
     env["BKM_BRIDGE_WATCH__STATE_DIR"] = str(tmp_path / "state")
     args = ["migrate", str(tmp_path / "in"), "--follow", "--praksis-id", PRAKSIS_ID, "--json"]
     args += ["--receipts", str(tmp_path / "kvitteringer"), "--workers", "1", "--quiet"]
+    args += ["--report", str(tmp_path / "rapport.csv")]
     done = subprocess.run(
         [sys.executable, "-m", "bridge", *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == ExitCode.FAILED, done.stderr
     assert '"avvist": 1' in done.stdout and '"rejected_regninger": 2' in done.stdout
+    page = (tmp_path / "rapport.html").read_text(encoding="utf-8")  # the files to act on
+    row = f"<td>{tmp_path / 'in' / 'fremtid.xml'}</td><td>avvist</td>"
+    assert row + "<td>regning avvist: 701, 702; merknader 766, 766</td>" in page
 
 
 # --------------------------------------------------------------------------- the table
