@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.core.convert import ConvertResult, convert, too_large, unreadable
 from bridge.core.model import Behandlerkravmelding, PraksisListe, dump_json
@@ -38,6 +38,11 @@ from bridge.migrate.pool import (
     WORKER,
     ConversionPool,
 )
+
+if TYPE_CHECKING:
+    from bridge.config import Settings
+    from bridge.core.model import Praksis
+    from bridge.flow.precheck import Prechecker
 
 NOT_CHECKED = "PRAKSIS_NOT_CHECKED"
 
@@ -80,8 +85,8 @@ def dry_setup(dry: DryRunSettings, worker: dict[str, Any]) -> None:
     worker["prechecker"] = _prechecker(dry)
 
 
-def _prechecker(dry: DryRunSettings) -> Any:
-    """The pre-control of a worker (bridge.flow.precheck.Prechecker), or None when off."""
+def _prechecker(dry: DryRunSettings) -> Prechecker | None:
+    """The pre-control of a worker, or None when it is off."""
     if dry.precheck_mode == "off" or dry.precheck_now is None:
         return None
     from bridge.files.takstcache import load_table
@@ -137,7 +142,7 @@ def _dry_result(
         return DryResult(key, Status.AVVIST_LOKALT, codes, regninger, None, None)
     praksis_id = resolution.praksis_id
     melding = Behandlerkravmelding(praksisId=praksis_id, behandlerkrav=krav)
-    checker = WORKER.get("prechecker")
+    checker: Prechecker | None = WORKER.get("prechecker")
     if checker is not None and settings.precheck_now is not None:
         praksis = resolution.praksis or _listed(settings.praksiser, praksis_id)
         outcome = checker.check(
@@ -153,7 +158,7 @@ def _dry_result(
     return DryResult(key, Status.KONVERTERT, codes, regninger, text, praksis_id)
 
 
-def _listed(liste: PraksisListe | None, praksis_id: str) -> Any:
+def _listed(liste: PraksisListe | None, praksis_id: str) -> Praksis | None:
     if liste is None:
         return None
     return next((p for p in liste.praksiser if p.praksisId == praksis_id), None)
@@ -170,7 +175,7 @@ class Lookup:
 
 
 def look_up(
-    settings: Any,  # bridge.config.Settings
+    settings: Settings,
     *,
     need_list: bool,
     clock: datetime | None = None,
