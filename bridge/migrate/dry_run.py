@@ -196,17 +196,21 @@ def look_up(
     from bridge.sandbox.child import SandboxChildError
 
     precheck = settings.precheck.mode != "off"
-    if not need_list:
+    k = settings.kuhr
+    standalone = k.environment.value == "sandbox" and k.sandbox_state_dir is not None
+    if not need_list and not (precheck and standalone and clock is None):
         moment = (clock or wall_clock()) if precheck else None
-        return Lookup(None, moment, "praksis given (--praksis-id, [watch] praksis_id or a rule)")
+        return Lookup(None, moment, "praksis given (--praksis-id or [watch] praksis_id)")
     try:
         with ExitStack() as stack:
             parts = open_kuhr(settings, stack, clock=clock, speed=speed)
             client = stack.enter_context(
                 KuhrClient(parts.target.api_url, parts.tokens, **parts.client_options)
             )
-            liste = client.hent_praksiser()
             moment = asyncio.run(prechecker(settings, parts.target).now()) if precheck else None
+            if not need_list:  # only the standalone sandbox's clock, for the pre-control
+                return Lookup(None, moment, "praksis given (--praksis-id or [watch] praksis_id)")
+            liste = client.hent_praksiser()
             label = parts.target.label
     except (BridgeError, SandboxChildError, OSError, httpx.HTTPError) as exc:
         moment = (clock or wall_clock()) if precheck else None

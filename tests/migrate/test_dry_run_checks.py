@@ -88,20 +88,27 @@ def test_a_dry_run_rejects_what_the_real_run_rejects_for_its_praksis(
 def test_a_dry_run_runs_the_pre_control(ambiguous: RunningSandbox, tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "krav.xml").write_bytes(claim_xml(0))  # 155.00 for 2ad: the table says 15
+    # Dated 2026-02-01: in the future by the sandbox's clock (2026-01-06), which the dry run
+    # reads as the real run does, though it needs no praksis list.
+    (tmp_path / "in" / "senere.xml").write_bytes(claim_xml(13000))
     env = cli_env(tmp_path / "state", tmp_path / "sandbox")
     flags = ["--dry-run", "--json", "--praksis-id", "2000000001", "--workers", "1"]
     warned = run_migrate([str(tmp_path / "in"), *flags], env)
-    assert warned.returncode == 0, warned.stderr  # precheck.mode warn: a warning, sent anyway
+    assert warned.returncode == 0, warned.stderr  # precheck.mode warn: warnings, sent anyway
     summary = json.loads(warned.stdout)
-    assert summary["outcomes"] == {"konvertert": 1}
-    assert summary["problems"] == {"TAKST_AMOUNT_DIFFERS": 1}
+    assert summary["outcomes"] == {"konvertert": 2}
+    assert summary["problems"] == {"REGNING_IN_FUTURE": 1, "TAKST_AMOUNT_DIFFERS": 2}
 
     env["BKM_BRIDGE_PRECHECK__MODE"] = "block"
     blocked = run_migrate([str(tmp_path / "in"), *flags], env)
     assert blocked.returncode == 1, blocked.stderr
     summary = json.loads(blocked.stdout)
-    assert summary["outcomes"] == {"avvist_lokalt": 1}
-    assert summary["problems"] == {"PRECHECK_BLOCKED": 1, "TAKST_AMOUNT_DIFFERS": 1}
+    assert summary["outcomes"] == {"avvist_lokalt": 2}
+    assert summary["problems"] == {
+        "PRECHECK_BLOCKED": 2,
+        "REGNING_IN_FUTURE": 1,
+        "TAKST_AMOUNT_DIFFERS": 2,
+    }
 
 
 def test_without_kuhr_a_dry_run_says_not_checked(sandbox_keys: KeyMaterial, tmp_path: Path) -> None:
