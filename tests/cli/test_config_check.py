@@ -5,7 +5,6 @@ against a standalone sandbox on loopback (the KUHR half of the check)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from bridge.cli.kuhr import register
+from bridge.files.fsutil import try_lock
 from bridge.sandbox.keys import KeyMaterial
 from bridge.sandbox.server import RunningSandbox, start_sandbox
 
@@ -123,9 +123,9 @@ def test_a_held_folder_lock_a_taken_port_and_an_old_takst_table_are_warnings(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # "another bridge"
         held.write("host=elsewhere\npid=4242\n")
         held.flush()
+        assert try_lock(held.fileno(), unsupported="no locks here")  # "another bridge"
         result = _check(
             app,
             standalone,
