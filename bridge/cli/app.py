@@ -1,7 +1,6 @@
 """Every `bkm-bridge` command. Thin: parse arguments, call the modules, print, set exit codes.
 
-Exit codes: 0 all good, 1 some file or claim failed, 2 usage error (click's default) or an
-incomplete installation.
+Exit codes: one rule for every command, in bridge/cli/exits.py (and README.md).
 Problems go to stderr as `FILE:LINE: CODE: sentence`; results go to stdout.
 """
 
@@ -20,7 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from bridge import __version__
-from bridge.cli.exits import ExitCode, exit_code_for
+from bridge.cli import helptext
+from bridge.cli.exits import ExitCode, exit_code_for, nothing_found, require_paths
 from bridge.cli.options import ConfigOpt
 from bridge.core.convert import DEFAULT_MAX_BYTES, ConvertContext, ConvertResult
 from bridge.core.model import dump_json
@@ -29,6 +29,8 @@ from bridge.files.batch import SourceFile, convert_to_folder, find_xml_files
 from bridge.files.reading import convert_file
 from bridge.paths import InstallationError, check_installation
 
+helptext.install()  # `--help` in words (PATH..., TEXT, YYYY-MM-DD), not Python's types
+
 app = typer.Typer(
     name="bkm-bridge",
     help="Bridge legacy BKM XML claims to Helfo's KUHR Krav API.",
@@ -36,7 +38,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
 
 
 def _print_version(value: bool) -> None:
@@ -155,6 +156,7 @@ def convert(
     config: ConfigOpt = None,
 ) -> None:
     """Convert legacy BKM XML to the JSON BKM that KUHR's API takes."""
+    require_paths(paths)
     context = _context(praksis_id, xsd_dir, allow_mismatch, max_bytes, config)
     precheck = _precheck(config)
     if out is None:
@@ -171,6 +173,8 @@ def convert(
         _report(source.path, result, precheck)
 
     summary = convert_to_folder(find_xml_files(paths), out, context, on_result=report)
+    if summary.total == 0:
+        nothing_found(paths)
     print(
         f"Converted {summary.converted} of {summary.total} file(s) into {out}"
         + (f"; {summary.failed} failed" if summary.failed else "")
@@ -192,15 +196,19 @@ def validate(
     config: ConfigOpt = None,
 ) -> None:
     """Check legacy BKM XML files (schema, values, totals) without converting or sending."""
+    require_paths(paths)
     context = _context(None, xsd_dir, allow_mismatch, max_bytes, config)
-    failed = 0
+    failed = checked = 0
     for source in find_xml_files(paths):
+        checked += 1
         result = convert_file(source.path, context)
         _report(source.path, result)
         if result.ok:
             print(f"{source.path}: OK")
         else:
             failed += 1
+    if not checked:
+        nothing_found(paths)
     if failed:
         raise typer.Exit(ExitCode.FAILED)
 

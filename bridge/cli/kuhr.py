@@ -2,7 +2,8 @@
 
 Results go to stdout (a table, or JSON with `--json`); problems and the environment banner
 ("SANDBOX (embedded)", "DEV", "PROD") go to stderr, so `--json` output stays machine-readable.
-Exit codes: 0 ok, 1 claim or remote failure, 2 usage or configuration error.
+Exit codes (bridge.cli.exits): 0 ok, 1 a claim needs attention (not accepted, feil_i_melding,
+a regning avvist, a timeout) or KUHR failed, 2 usage or configuration error.
 """
 
 # Imports inside command functions are deliberate: every start registers every command, and
@@ -26,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bridge.cli.exits import ExitCode
+from bridge.cli.exits import ExitCode, exit_code_for_regninger, require_paths
 from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import ConfigError, Environment, Settings, load_settings
@@ -400,7 +401,7 @@ def _print_submit(file: Path, result: SendInnResult, praksis_text: str) -> None:
 
 
 def submit_command(
-    file: Annotated[Path, typer.Argument(help="Legacy BKM XML file.", exists=True, dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="Legacy BKM XML file.", dir_okay=False)],
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the claim until its control is finished.")
     ] = False,
@@ -420,6 +421,7 @@ def submit_command(
     sandbox_state_dir: StateDirOpt = None,
 ) -> None:
     """Convert a legacy claim, choose its praksis, encrypt it and send it to KUHR."""
+    require_paths([file])
     settings = _settings(
         config, environment, sandbox_state_dir, **{"kuhr.sandbox_speed": sandbox_speed}
     )
@@ -476,10 +478,19 @@ def submit_command(
             f"`bkm-bridge status {result.behandlerkravmeldingId}`"
         )
         raise typer.Exit(ExitCode.FAILED)
-    if details is not None and any(
-        r.meldingsstatus == Meldingsstatus.FEIL_I_MELDING for r in details.behandlerkravmeldinger
-    ):
-        raise typer.Exit(ExitCode.FAILED)
+    if details is not None:
+        rows = details.behandlerkravmeldinger
+        if any(r.meldingsstatus == Meldingsstatus.FEIL_I_MELDING for r in rows):
+            raise typer.Exit(ExitCode.FAILED)
+        latest = rows[-1].innsending if rows else None  # the last row: a rebehandling's result
+        statuses = [r.status for r in latest.regninger] if latest is not None else []
+        code = exit_code_for_regninger(statuses)
+        if code:
+            _err(
+                f"{file}: {statuses.count('avvist')} of {len(statuses)} regning(er) avvist; "
+                "see the merknader above, correct the claim and send it again"
+            )
+            raise typer.Exit(code)
 
 
 # --------------------------------------------------------------------------- config check
@@ -574,20 +585,42 @@ def _report_identity(checks: dict[str, dict[str, Any]]) -> bool:
     return ok
 
 
+def _report_local(settings: Settings) -> list[str]:
+    """The watch settings and the local checks (bridge.daemon.preflight); the failed names."""
+    from bridge.daemon.preflight import local_checks, watch_lines
+    from bridge.flow.precheck import wall_clock
+
+    print("Watch")
+    for line in watch_lines(settings):
+        print(f"  {line}")
+    failed = []
+    for check in local_checks(settings, now=wall_clock()):
+        mark = {"ok": "[ OK ]", "warn": "[WARN]", "fail": "[FAIL]"}[check.level]
+        print(f"{mark} {check.name}: {check.detail}")
+        if check.level != "ok" and check.fix:
+            print(f"       fix: {check.fix}")
+        if check.failed:
+            failed.append(check.name)
+    return failed
+
+
 def config_check_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
     sandbox_state_dir: StateDirOpt = None,
 ) -> None:
-    """Prove the setup end to end: a token, KUHR's encryption key, the praksis list."""
+    """Check that the setup can run: settings, folders, state and log, HTTP port, takst
+    table, and end to end at KUHR: a token, KUHR's encryption key, the praksis list, keys."""
     try:
         settings = load_settings(
             config, {"kuhr.environment": environment, "kuhr.sandbox_state_dir": sandbox_state_dir}
         )
     except ConfigError as exc:
         print(f"[FAIL] configuration: {exc}")
-        raise typer.Exit(ExitCode.FAILED) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     _show_config(settings)
+    failed = _report_local(settings)
+    ok = not failed
     try:
         with connect(settings) as conn:
             target = conn.target
@@ -617,23 +650,26 @@ def config_check_command(
                     describe(p) for p in liste.praksiser
                 )
 
-            ok = _check("token", token, "check auth.client_id, the key and its registration")
-            ok = ok and _check(
+            remote = _check("token", token, "check auth.client_id, the key and its registration")
+            remote = remote and _check(
                 "JWKS", jwks, "check kuhr.api_url and that the token's scope is granted"
             )
-            ok = ok and _check(
+            remote = remote and _check(
                 "praksis list",
                 praksis,
                 "register a praksis for this organisation/behandler with Helfo",
             )
-            ok = _report_identity(identity_checks(conn.tokens, every_key=True)) and ok
+            remote = _report_identity(identity_checks(conn.tokens, every_key=True)) and remote
+            ok = ok and remote
     except ConfigError as exc:
         print(f"[FAIL] configuration: {exc}")
-        raise typer.Exit(ExitCode.FAILED) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     except (TokenError, KuhrError, JwksError) as exc:
         print(f"[FAIL] connection: {exc}")
         raise typer.Exit(ExitCode.FAILED) from None
     if not ok:
+        names = f": {', '.join(failed)}" if failed else ""
+        print(f"Not ready: some checks failed{names} (see [FAIL] above).")
         raise typer.Exit(ExitCode.FAILED)
     print("All checks passed.")
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bridge.cli.exits import ExitCode
+from bridge.cli.exits import ExitCode, exit_code_for_outcomes
 from bridge.cli.options import ConfigOpt, EnvOpt
 from bridge.cli.settings import settings_or_exit
 
@@ -203,7 +203,16 @@ def migrate_command(
         sys.stdout.write(json.dumps(result.summary, indent=2, ensure_ascii=False) + "\n")
     elif not quiet:
         print(_summary_line(result.summary, result.report_paths), file=sys.stderr)
-    raise typer.Exit(result.exit_code)
+    if result.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    summary = result.summary
+    raise typer.Exit(
+        exit_code_for_outcomes(
+            summary["outcomes"],
+            rejected_regninger=summary.get("rejected_regninger", 0),
+            not_checked=summary.get("problems", {}).get("PRAKSIS_NOT_CHECKED", 0),
+        )
+    )
 
 
 def _summary_line(summary: dict[str, Any], reports: tuple[Path, ...]) -> str:
@@ -216,6 +225,8 @@ def _summary_line(summary: dict[str, Any], reports: tuple[Path, ...]) -> str:
     if summary.get("merknader"):
         top = sorted(summary["merknader"].items(), key=lambda kv: -kv[1])[:5]
         text += " Merknader: " + ", ".join(f"{k} ×{v:,}" for k, v in top) + "."
+    if summary.get("dry_run") and summary.get("checked"):
+        text += f" {summary['checked'][0].upper()}{summary['checked'][1:]}."
     if reports:
         text += f" Report: {reports[0]}"
     if summary.get("interrupted"):

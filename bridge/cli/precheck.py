@@ -1,8 +1,10 @@
 """`bkm-bridge precheck FILE...` and `bkm-bridge takster sync | search | status` (thin shell).
 
 `precheck` converts each file and prints what KUHR's control is expected to reject, as
-`FILE: CODE: sentence [warning]` on stdout (or JSON with `--json`); exit 1 when anything was
-found. `takster sync` fetches Helfo's open data into the local cache (for environment sandbox:
+`FILE: CODE: sentence [warning]` on stdout (or JSON with `--json`); findings are warnings
+(exit 0) unless precheck.mode is block, when they are errors (exit 1), as they would be for the
+watcher; a file that cannot be read is exit 1, paths naming no file exit 2 (bridge.cli.exits).
+`takster sync` fetches Helfo's open data into the local cache (for environment sandbox:
 the sandbox's copy), `takster search` looks a code or a description up, `takster status` says
 how old the cache is. `convert_precheck` is the hook `bkm-bridge convert` calls.
 """
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bridge.cli.exits import ExitCode
+from bridge.cli.exits import ExitCode, nothing_found, require_paths
 from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.environment import Environment
@@ -132,7 +134,7 @@ def _parse_now(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise typer.BadParameter(f"--now {text!r} is not an ISO date-time") from None
+        raise typer.BadParameter(f"--now {text!r} is not a time like 2026-01-31T14:30") from None
     return moment.replace(tzinfo=OSLO) if moment.tzinfo is None else moment
 
 
@@ -178,10 +180,12 @@ def _precheck_files(
     context: ConvertContext,
 ) -> int:
     from bridge.core.model import dump_json
+    from bridge.core.precheck import Mode
     from bridge.files.batch import find_xml_files
     from bridge.files.reading import convert_file
 
     failed = found = blocking = files = 0
+    block = checker.mode is Mode.BLOCK  # findings are errors only where they stop a claim
     results: list[dict[str, Any]] = []
     for source in find_xml_files(paths):
         files += 1
@@ -193,14 +197,15 @@ def _precheck_files(
             continue
         findings = checker.check(result.behandlerkrav, now=now).findings
         found += len(findings)
-        blocking += sum(1 for f in findings if f.blocking)
+        blocking += sum(1 for f in findings if f.blocking) if block else 0
         if as_json:
-            results.append(
-                {"fil": str(source.path), "forhandskontroll": [f.as_dict() for f in findings]}
-            )
+            rows = [f.as_dict(blocking=block) for f in findings]
+            results.append({"fil": str(source.path), "forhandskontroll": rows})
         else:
             for finding in findings:
-                print(finding.as_problem().format(str(source.path)))
+                print(finding.as_problem(blocking=block).format(str(source.path)))
+    if not files:
+        nothing_found(paths)
     if as_json:
         sys.stdout.write(dump_json(results) + "\n")
     else:
@@ -209,7 +214,8 @@ def _precheck_files(
             + (f"; {failed} could not be read" if failed else "")
             + "."
         )
-    return 1 if failed or blocking else 0  # a missing table alone is not the claim's fault
+    # Warnings (and a missing table alone, which is not the claim's fault) do not fail a run.
+    return ExitCode.FAILED if failed or blocking else ExitCode.OK
 
 
 def precheck(
@@ -224,7 +230,8 @@ def precheck(
     now: Annotated[
         str | None,
         typer.Option(
-            "--now", help="Check as of this moment (ISO; default: now, or the sandbox's clock)."
+            "--now",
+            help="Check as of this moment (YYYY-MM-DDTHH:MM; default: now, or the sandbox clock).",
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -236,6 +243,7 @@ def precheck(
     from bridge.core.precheck import Mode, fagomraade_for
     from bridge.flow.precheck import Prechecker, wall_clock
 
+    require_paths(paths)
     settings = _settings(config, environment, state_dir)
     fag = fagomraade.upper() if fagomraade else fagomraade_for(praksis_type)
     if praksis_type and not fag:
@@ -243,7 +251,8 @@ def precheck(
     moment = _parse_now(now) if now else (_sandbox_now(settings) or wall_clock())
     table = _load(settings)
     _err(table.describe(wall_clock()))
-    checker = Prechecker(Mode.WARN, lambda: table, fagomraade=fag or settings.precheck.fagomraade)
+    mode = Mode.BLOCK if settings.precheck.mode == Mode.BLOCK else Mode.WARN
+    checker = Prechecker(mode, lambda: table, fagomraade=fag or settings.precheck.fagomraade)
     raise typer.Exit(_precheck_files(paths, checker, moment, as_json, _convert_context(settings)))
 
 
@@ -339,7 +348,7 @@ def takster_search(
     text: Annotated[str, typer.Argument(help="A code or words; % or * is a wildcard.")],
     fagomraade: FagomraadeOpt = None,
     dato: Annotated[
-        str | None, typer.Option("--dato", help="Only codes valid on this day (yyyy-MM-dd).")
+        str | None, typer.Option("--dato", help="Only codes valid on this day (YYYY-MM-DD).")
     ] = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Search the local cache only.")
@@ -361,7 +370,7 @@ def takster_search(
     try:
         day = date.fromisoformat(dato) if dato else None
     except ValueError:
-        raise typer.BadParameter(f"--dato {dato!r} is not a date (yyyy-MM-dd)") from None
+        raise typer.BadParameter(f"--dato {dato!r} is not a date (YYYY-MM-DD)") from None
     fag = fagomraade.upper() if fagomraade else None
     pattern = text.replace("*", "%")
     rows: list[Takstkode] | None = None

@@ -110,7 +110,8 @@ def watch_command(
         datetime | None,
         typer.Option(
             "--sandbox-clock",
-            help="Start time of the embedded sandbox (ISO).",
+            help="Start time of the embedded sandbox (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, "
+            "optionally with ±HH:MM).",
             formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
         ),
     ] = None,
@@ -133,6 +134,16 @@ def watch_command(
         Path | None,
         typer.Option("--log-file", help="Also log to this file, rotated by size.", dir_okay=False),
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            help="Serve the status page, /health and /metrics on this port "
+            "([watch] http_host, loopback by default; 0: off).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Watch folders: submit each complete claim once, follow it, write receipts beside it."""
     settings = _settings(
@@ -150,6 +161,7 @@ def watch_command(
             "watch.completion": completion,
             "watch.polling": polling,
             "watch.receipts_dir": receipts_dir,
+            "watch.http_port": http_port,
         },
     )
     from bridge.runtime.logs import setup_from_settings

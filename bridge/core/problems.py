@@ -91,6 +91,9 @@ PROBLEM_CODES: dict[str, str] = {
     "RECEIPT_PATH_TAKEN": (
         "A link, FIFO, device or folder was where a receipt goes; it was not followed or read."
     ),
+    "PRAKSIS_NOT_CHECKED": (
+        "Dry run: the praksis list could not be fetched, so the claim's praksis was not checked."
+    ),
 }
 
 

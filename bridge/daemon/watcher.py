@@ -370,6 +370,14 @@ class _FolderLock:
             os.close(fd)
 
 
+def probe_folder_lock(folder: str) -> None:
+    """Take the watcher's lock of `folder` and release it at once (`config check`): raises
+    FolderLockedError while another bridge holds it, OSError when it cannot be made."""
+    lock = _FolderLock(folder)
+    lock.acquire()
+    lock.release()
+
+
 def _is_same_file(fd: int, path: str) -> bool:
     try:
         opened, named = os.fstat(fd), os.stat(path)

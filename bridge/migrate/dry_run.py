@@ -1,6 +1,13 @@
 """`migrate --dry-run`: every file converted in a pool of processes, exactly as `convert`
 would, and optionally written as `NAME.json` (what `convert --out` writes); nothing is sent
-and no journal is kept."""
+and no journal is kept.
+
+A dry run judges a file as the real run would: its praksis is resolved (flag, rule, else the
+praksis list, fetched from KUHR once, read-only, before the first file) and the pre-control
+runs (the takst cache, at one moment: the sandbox's clock or the wall clock). When the list
+cannot be fetched, a file that needs it is `konvertert` with `PRAKSIS_NOT_CHECKED` and no
+JSON: it was not checked, and the run's exit code says so.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +20,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.core.convert import ConvertResult, convert, too_large, unreadable
-from bridge.core.model import Behandlerkravmelding, dump_json
+from bridge.core.model import Behandlerkravmelding, PraksisListe, dump_json
 from bridge.core.outcomes import Status
-from bridge.core.praksis import Sender, matching_rule
+from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.files.batch import SourceFile, output_path
 from bridge.files.discovery import Source, receipt_source
 from bridge.files.fsutil import atomic_write
@@ -31,14 +39,29 @@ from bridge.migrate.pool import (
     ConversionPool,
 )
 
+if TYPE_CHECKING:
+    from bridge.config import Settings
+    from bridge.core.model import Praksis
+    from bridge.flow.precheck import Prechecker
+
+NOT_CHECKED = "PRAKSIS_NOT_CHECKED"
+
 
 @dataclass(frozen=True)
 class DryRunSettings:
-    """Which praksisId the JSON gets without asking KUHR: the flag, else a matching rule."""
+    """How a dry run's workers judge a file: the praksis (the flag, else a matching rule, else
+    `praksiser`, the list KUHR gave; None: not fetched) and the pre-control (`precheck_mode`
+    off | warn | block, the cache file, the moment)."""
 
     praksis_id: str | None = None
     praksis_rules: tuple[Any, ...] = ()  # bridge.config.PraksisRule
     write_json: bool = False
+    praksiser: PraksisListe | None = None
+    precheck_mode: str = "off"
+    precheck_cache: Path | None = None
+    precheck_snapshot: bool = True
+    precheck_fagomraade: str | None = None
+    precheck_now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +78,26 @@ class DryResult:
 
 def dry_setup(dry: DryRunSettings, worker: dict[str, Any]) -> None:
     """What a dry run's workers hold besides the conversion context (a `WorkerSetup`)."""
-    if not dry.praksis_rules:  # only a rule looks at the MsgHead's facts
+    if not dry.praksis_rules and dry.praksiser is None:  # nothing looks at the MsgHead's facts
         worker["context"] = dataclasses.replace(worker["context"], envelope=False)
     worker["reader"] = SourceReader()
     worker["dry"] = dry
+    worker["prechecker"] = _prechecker(dry)
+
+
+def _prechecker(dry: DryRunSettings) -> Prechecker | None:
+    """The pre-control of a worker, or None when it is off."""
+    if dry.precheck_mode == "off" or dry.precheck_now is None:
+        return None
+    from bridge.files.takstcache import load_table
+    from bridge.flow.precheck import Prechecker
+
+    path, snapshot = dry.precheck_cache, dry.precheck_snapshot
+    return Prechecker(
+        dry.precheck_mode,
+        lambda: load_table(path, snapshot=snapshot),
+        fagomraade=dry.precheck_fagomraade,
+    )
 
 
 def _dry_one(key: str, folder: str) -> DryResult:
@@ -84,25 +123,99 @@ def _dry_result(
     krav = result.behandlerkrav
     if not result.ok or krav is None:
         return DryResult(key, Status.AVVIST_LOKALT, codes, 0, None, None)
-    praksis_id = settings.praksis_id or _rule_praksis(result, folder, settings.praksis_rules)
-    if praksis_id is None and settings.write_json:
-        # A dry run does not ask KUHR: the JSON needs --praksis-id or a matching rule.
-        codes = (*codes, "PRAKSIS_MISSING")
-        return DryResult(key, Status.AVVIST_LOKALT, codes, len(krav.regninger), None, None)
-    text = None
-    if settings.write_json and praksis_id is not None:
-        text = dump_json(Behandlerkravmelding(praksisId=praksis_id, behandlerkrav=krav))
-    return DryResult(key, Status.KONVERTERT, codes, len(krav.regninger), text, praksis_id)
-
-
-def _rule_praksis(result: ConvertResult, folder: str, rules: tuple[Any, ...]) -> str | None:
-    if not rules:
-        return None
-
     env = result.envelope
     sender = Sender(orgnr=env.sender_orgnr if env else None, hpr=env.sender_hpr if env else None)
-    hit = matching_rule(rules, sender, Path(folder))
-    return hit[1].praksis_id if hit else None
+    regninger = len(krav.regninger)
+    try:
+        resolution = resolve_praksis(
+            krav,
+            sender=sender,
+            explicit=settings.praksis_id,
+            rules=settings.praksis_rules,
+            folder=Path(folder),
+            praksiser=settings.praksiser,
+        )
+    except PraksisResolutionError:
+        if settings.praksiser is None:  # KUHR's list was not fetched: not checked, not wrong
+            return DryResult(key, Status.KONVERTERT, (*codes, NOT_CHECKED), regninger, None, None)
+        codes = (*codes, "PRAKSIS_MISSING")  # as the real run rejects it
+        return DryResult(key, Status.AVVIST_LOKALT, codes, regninger, None, None)
+    praksis_id = resolution.praksis_id
+    melding = Behandlerkravmelding(praksisId=praksis_id, behandlerkrav=krav)
+    checker: Prechecker | None = WORKER.get("prechecker")
+    if checker is not None and settings.precheck_now is not None:
+        praksis = resolution.praksis or _listed(settings.praksiser, praksis_id)
+        outcome = checker.check(
+            melding,
+            now=settings.precheck_now,
+            praksistype=praksis.type if praksis is not None else None,
+        )
+        found = tuple(p.code for p in outcome.problems())
+        if outcome.blocks:  # precheck.mode = block: the real run would not send it
+            return DryResult(key, Status.AVVIST_LOKALT, (*codes, *found), regninger, None, None)
+        codes = (*codes, *found)
+    text = dump_json(melding) if settings.write_json else None
+    return DryResult(key, Status.KONVERTERT, codes, regninger, text, praksis_id)
+
+
+def _listed(liste: PraksisListe | None, praksis_id: str) -> Praksis | None:
+    if liste is None:
+        return None
+    return next((p for p in liste.praksiser if p.praksisId == praksis_id), None)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a dry run asked KUHR before the first file: the praksis list (None: not fetched)
+    and the moment the pre-control dates claims by; `note` says which, for the summary."""
+
+    praksiser: PraksisListe | None
+    now: datetime | None
+    note: str
+
+
+def look_up(
+    settings: Settings,
+    *,
+    need_list: bool,
+    clock: datetime | None = None,
+    speed: float | None = None,
+) -> Lookup:
+    """The praksis list, fetched once and read-only (one GET), and the pre-control's moment
+    (the sandbox's clock, else the wall clock). A failure is a note, never an exception: the
+    files are then marked `PRAKSIS_NOT_CHECKED`."""
+    import asyncio
+    from contextlib import ExitStack
+
+    import httpx
+
+    from bridge.errors import BridgeError
+    from bridge.flow.assembly import open_kuhr, prechecker
+    from bridge.flow.precheck import wall_clock
+    from bridge.kuhr.client import KuhrClient
+    from bridge.sandbox.child import SandboxChildError
+
+    precheck = settings.precheck.mode != "off"
+    k = settings.kuhr
+    standalone = k.environment.value == "sandbox" and k.sandbox_state_dir is not None
+    if not need_list and not (precheck and standalone and clock is None):
+        moment = (clock or wall_clock()) if precheck else None
+        return Lookup(None, moment, "praksis given (--praksis-id or [watch] praksis_id)")
+    try:
+        with ExitStack() as stack:
+            parts = open_kuhr(settings, stack, clock=clock, speed=speed)
+            client = stack.enter_context(
+                KuhrClient(parts.target.api_url, parts.tokens, **parts.client_options)
+            )
+            moment = asyncio.run(prechecker(settings, parts.target).now()) if precheck else None
+            if not need_list:  # only the standalone sandbox's clock, for the pre-control
+                return Lookup(None, moment, "praksis given (--praksis-id or [watch] praksis_id)")
+            liste = client.hent_praksiser()
+            label = parts.target.label
+    except (BridgeError, SandboxChildError, OSError, httpx.HTTPError) as exc:
+        moment = (clock or wall_clock()) if precheck else None
+        return Lookup(None, moment, f"praksis not checked: the praksis list failed: {exc}")
+    return Lookup(liste, moment, f"praksis resolved with the praksis list from {label}")
 
 
 def _dry_chunk(items: list[tuple[str, str]]) -> list[DryResult]:

@@ -38,6 +38,7 @@ from bridge.core.outcomes import State, Status
 from bridge.core.timezone import OSLO
 from bridge.files.discovery import Source, count_sources, discover, receipt_source
 from bridge.files.sources import SourceReader
+from bridge.files.takstcache import cache_file, default_cache_dir
 from bridge.flow.assembly import (
     Served,
     kuhr_parts,
@@ -49,7 +50,7 @@ from bridge.flow.assembly import (
 from bridge.flow.journal import Journal, Version, part_of
 from bridge.flow.options import PipelineOptions, run_inline
 from bridge.flow.pipeline import Pipeline
-from bridge.migrate.dry_run import DryResult, DryRunSettings, dry_run, dry_setup
+from bridge.migrate.dry_run import DryResult, DryRunSettings, dry_run, dry_setup, look_up
 from bridge.migrate.options import MigrateOptions, MigrationError
 from bridge.migrate.pool import (
     ConversionPool,
@@ -141,6 +142,7 @@ class Migration:
         self.journal_path = (
             None if options.dry_run else migrate_journal_path(settings, options.state_dir)
         )
+        self.dry_note = ""  # a dry run: how praksis and pre-control were checked
         self._stop_requested = threading.Event()
         self._started_wall = time.time()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +191,8 @@ class Migration:
             else round(processed / seconds, 1),
             "interrupted": interrupted,
         }
+        if self.options.dry_run:
+            meta["checked"] = self.dry_note
         summary = writer.close(meta)
         return RunResult(
             self.tally, summary, interrupted, writer.paths if writer.paths is not None else ()
@@ -209,10 +213,30 @@ class Migration:
         settings = self.settings
         o = self.options
         writer = ReportWriter(o.report, started_wall)
+        praksis_id = o.praksis_id or settings.watch.praksis_id
+        lookup = look_up(
+            settings,
+            need_list=praksis_id is None,
+            clock=o.sandbox_clock,
+            speed=o.sandbox_speed,
+        )
+        self.dry_note = lookup.note
+        if lookup.praksiser is None and praksis_id is None:
+            log.warning("dry run: %s; files needing it: PRAKSIS_NOT_CHECKED", lookup.note)
+        p = settings.precheck
+        environment = settings.kuhr.environment.value
         dry = DryRunSettings(
-            praksis_id=o.praksis_id or settings.watch.praksis_id,
+            praksis_id=praksis_id,
             praksis_rules=tuple(settings.praksis.rules),
             write_json=o.out_dir is not None,
+            praksiser=lookup.praksiser,
+            precheck_mode=str(p.mode),
+            precheck_cache=cache_file(
+                p.cache_dir or default_cache_dir(settings.watch.state_dir), environment
+            ),
+            precheck_snapshot=environment == "sandbox",
+            precheck_fagomraade=p.fagomraade,
+            precheck_now=lookup.now,
         )
         workers = pool_workers(o.workers)
         pool = ConversionPool(workers, self._convert_settings(), functools.partial(dry_setup, dry))

@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bridge.core.outcomes import FAILED, UNFINISHED, Status
+from bridge.core.outcomes import FAILED, STATUS_SENTENCES, UNFINISHED, Status
+from bridge.core.problems import PROBLEM_CODES
 from bridge.core.receipts import ReceiptFacts, build_receipt
 from bridge.core.timezone import OSLO
 from bridge.files.receipts import receipt_paths
@@ -41,6 +42,10 @@ COLUMNS = (
 # Outcomes that mean a file did not get through (the command's exit code is 1).
 FAILED_OUTCOMES = FAILED
 UNFINISHED_OUTCOMES = UNFINISHED
+# Rows the HTML page lists by name (the CSV has every row): files that did not get through,
+# were not finished, had a regning rejected, or could not be fully checked.
+ATTENTION_OUTCOMES = FAILED | UNFINISHED | {Status.AVVIST, Status.DELVIS_GODKJENT}
+LISTED_MAX = 500
 # Chart colours per outcome (others grey).
 _COLOURS = {
     "konvertert": "#2e7d32",
@@ -172,6 +177,8 @@ class Summary:
     rejected_regninger: int = 0
     per_second: Counter[tuple[int, str]] = field(default_factory=Counter)  # (second, outcome)
     earlier: Counter[str] = field(default_factory=Counter)  # outcomes reached before the run
+    attention: list[ReportRow] = field(default_factory=list)  # the first LISTED_MAX of them
+    attention_total: int = 0
 
     def add(self, row: ReportRow, started: float) -> None:
         self.files += 1
@@ -179,6 +186,10 @@ class Summary:
         self.merknader.update(row.merknader)
         self.problems.update(row.problems)
         self.rejected_regninger += len(row.rejected_regninger)
+        if needs_attention(row):
+            self.attention_total += 1
+            if len(self.attention) < LISTED_MAX:
+                self.attention.append(row)
         if row.at is None or row.at < started:
             self.earlier[row.outcome] += 1
         else:
@@ -191,6 +202,25 @@ class Summary:
     @property
     def unfinished(self) -> int:
         return sum(self.outcomes[o] for o in UNFINISHED_OUTCOMES)
+
+
+def needs_attention(row: ReportRow) -> bool:
+    return (
+        row.outcome in ATTENTION_OUTCOMES
+        or bool(row.rejected_regninger)
+        or "PRAKSIS_NOT_CHECKED" in row.problems
+    )
+
+
+def reasons(row: ReportRow) -> str:
+    """Why a row needs attention, in words: its problem codes with their meaning, the
+    rejected regninger and KUHR's merknad numbers, else what its outcome means."""
+    parts = [f"{code}: {PROBLEM_CODES.get(code, '')}".rstrip(": ") for code in row.problems]
+    if row.rejected_regninger:
+        parts.append("regning avvist: " + ", ".join(row.rejected_regninger))
+    if row.merknader:
+        parts.append("merknader " + ", ".join(row.merknader))
+    return "; ".join(parts) or STATUS_SENTENCES.get(row.outcome, row.outcome)
 
 
 def report_paths(report: Path) -> tuple[Path, Path, Path]:
@@ -301,8 +331,26 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
 <table><tr><th>problem</th><th>files</th></tr>{problems}</table>
 <h2>Outcomes over time</h2>
 {_chart(summary, buckets)}
+{_attention(summary)}
 </body></html>
 """
+
+
+def _attention(summary: Summary) -> str:
+    """The files that need attention, with their reasons (the first LISTED_MAX)."""
+    if not summary.attention_total:
+        return "<h2>Files that need attention</h2>\n<p>None.</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(row.file)}</td><td>{html.escape(row.outcome)}</td>"
+        f"<td>{html.escape(reasons(row))}</td></tr>"
+        for row in summary.attention
+    )
+    more = summary.attention_total - len(summary.attention)
+    tail = f"<p>… and {more:,} more: see the CSV.</p>" if more else ""
+    return (
+        f"<h2>Files that need attention ({summary.attention_total:,})</h2>\n"
+        f"<table><tr><th>file</th><th>outcome</th><th>reason</th></tr>{rows}</table>{tail}"
+    )
 
 
 def _chart(summary: Summary, buckets: int) -> str:

@@ -188,8 +188,8 @@ def test_validate_prints_ok_or_problems() -> None:
     assert ok.returncode == 0
     assert ok.stdout.strip() == f"{FIXTURES / 'alle-felter.xml'}: OK"
     missing = run_cli("validate", str(FIXTURES / "does-not-exist.xml"))
-    assert missing.returncode == 1
-    assert "FILE_UNREADABLE" in missing.stderr
+    assert missing.returncode == 2  # a path that was never there: the command line's problem
+    assert "does not exist" in missing.stderr
 
 
 def test_usage_errors_exit_two(tmp_path: Path) -> None:

@@ -396,7 +396,7 @@ def test_precheck_command_on_the_seed_claim(app, cache_dir: Path) -> None:
     env = {"BKM_BRIDGE_PRECHECK__CACHE_DIR": str(cache_dir)}
     moment = ["--now", "2026-01-06T15:30"]
     result = invoke(app, "precheck", SEED, "--praksis-type", "FALE", *moment, **env)
-    assert result.exit_code == 1
+    assert result.exit_code == 0  # warnings only (precheck.mode warn): nothing failed
     assert result.stdout.splitlines() == [
         f"{SEED}: ENKEL_KONTAKT_NEAR_KONSULTASJON: Regning 4: takst 1bd is on a regning of its "
         "own within 60 minutes of consultation takst 2ad on regning 5 for the same patient; KUHR "
@@ -459,7 +459,7 @@ def test_dev_and_prod_never_fall_back_to_the_sandboxs_snapshot(app, tmp_path: Pa
         "2026-01-06T15:30",
     ]
     result = invoke(app, *args, **env)
-    assert result.exit_code == 1
+    assert result.exit_code == 0  # warnings only: a missing table is not the claim's fault
     assert [line.split(": ")[1] for line in result.stdout.splitlines()[:-1]] == [
         "TAKSTER_UNAVAILABLE",
         "ENKEL_KONTAKT_NEAR_KONSULTASJON",

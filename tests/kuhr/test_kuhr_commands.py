@@ -102,7 +102,8 @@ def test_praksis_json(app: typer.Typer) -> None:
 
 def test_submit_wait_prints_the_seed_results(app: typer.Typer) -> None:
     result = _invoke(app, "submit", SEED_XML, "--wait")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # regninger 4 and 6 avvist: someone must act
+    assert "2 of 3 regning(er) avvist" in result.stderr
     out = result.stdout
     assert "for praksis 1004326178 (automatic: Kurbadet Helsesenter)" in out
     assert "status: mottatt" in out
@@ -118,7 +119,7 @@ def test_submit_wait_prints_the_seed_results(app: typer.Typer) -> None:
 
 def test_submit_wait_json_matches_the_seed(app: typer.Typer) -> None:
     result = _invoke(app, "submit", SEED_XML, "--wait", "--json")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # two regninger avvist
     data = json.loads(result.stdout)
     assert data["praksisId"] == "1004326178"
     assert data["result"]["status"] == "mottatt"
@@ -310,7 +311,7 @@ def test_config_check_never_prints_the_certificate_password(
         app, "config", "check", "--env", "prod",
         "--config", _write(tmp_path / "c.toml", f'[auth]\nclient_id = "c"\npkcs12_file = "{p12}"'),
     )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a setting that cannot be used
     assert "hemmelig-passord-123" not in result.output
     assert "certificate password: set (from env BKM_BRIDGE_AUTH__PKCS12_PASSWORD)" in result.stdout
     assert "environment: prod (from flag)" in result.stdout
@@ -323,7 +324,7 @@ def test_invalid_config_is_a_usage_error(app: typer.Typer, tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "configuration error" in result.stderr and "environment" in result.stderr
     check = _invoke(app, "config", "check", "--config", config)
-    assert check.exit_code == 1
+    assert check.exit_code == 2
     assert "[FAIL] configuration" in check.stdout
 
 
@@ -339,7 +340,7 @@ def test_the_installed_cli_runs_submit_wait(tmp_path: Path) -> None:
         [sys.executable, "-m", "bridge", "submit", str(SEED_XML), "--wait"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # two of the seed's regninger are avvist
     assert "SANDBOX (embedded)" in done.stderr
     assert "Control finished: 2 avvist, 1 godkjent." in done.stdout
 

@@ -68,7 +68,7 @@ def test_dry_run_writes_what_convert_writes(tmp_path: Path) -> None:
     summary = json.loads(migrate.stdout)
     assert summary["dry_run"] is True and summary["files"] == 15
     assert summary["outcomes"] == {"avvist_lokalt": 2, "konvertert": 13}
-    assert summary["problems"] == {"XML_MALFORMED": 2}
+    assert summary["problems"]["XML_MALFORMED"] == 2  # and the pre-control's warnings
     rows = read_csv(report)
     assert len(rows) == 15
     broken = next(r for r in rows if r["file"].endswith("broken.xml"))
@@ -99,17 +99,21 @@ def test_dry_run_without_out_only_validates(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()  # a dry run keeps no journal
 
 
-def test_dry_run_out_needs_a_praksis(tmp_path: Path) -> None:
+def test_dry_run_resolves_the_praksis_as_the_real_run_does(tmp_path: Path) -> None:
+    """No --praksis-id: the praksis list is fetched once (here from an embedded sandbox) and
+    each claim gets the praksis the real run would give it."""
     write_claims(tmp_path / "in", range(2))
     proc = run_migrate(
         [str(tmp_path / "in"), "--dry-run", "--out", str(tmp_path / "o"), "--json"],
         cli_env(tmp_path / "s"),
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["outcomes"] == {"avvist_lokalt": 2}
-    assert summary["problems"] == {"PRAKSIS_MISSING": 2}
-    assert not any((tmp_path / "o").rglob("*.json"))
+    assert summary["outcomes"] == {"konvertert": 2}
+    assert "PRAKSIS_MISSING" not in summary["problems"]
+    assert summary["checked"].startswith("praksis resolved with the praksis list from SANDBOX")
+    written = sorted((tmp_path / "o").rglob("*.json"))
+    assert [json.loads(p.read_text())["praksisId"] for p in written] == [PRAKSIS_ID] * 2
 
 
 def test_dry_run_names_match_convert_within_one_folder(tmp_path: Path) -> None:
