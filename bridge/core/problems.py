@@ -208,6 +208,10 @@ STAFF_TEXT: dict[str, str] = {
     "RECEIPT_PATH_TAKEN": (
         "Der kvitteringen skal ligge, lå det noe annet enn en vanlig fil. Kontakt IT-ansvarlig."
     ),
+    "PRAKSIS_NOT_CHECKED": (
+        "Prøvekjøring: det var ikke mulig å sjekke hos Helfo hvilken praksis kravet gjelder, så "
+        "det er ikke kontrollert om kravet kan sendes. Kontakt IT-ansvarlig."
+    ),
 }
 # Codes whose own message gives operator advice (flags, settings, registrations): it goes
 # to the log and the CLI only, and a receipt carries just the staff sentence.
