@@ -384,7 +384,12 @@ def _read_envelope_bare_ident(el: etree._Element, found: _Findings) -> None:
             "by the organisation's identifier).",
             el,
         )
-        el.getparent().remove(el)
+        professional = el.getparent()
+        professional.remove(el)
+        if _child(professional, "Ident") is None:
+            # Nothing the bridge reads is left in it (an official HealthcareProfessional
+            # needs an Ident): the envelope as read is the one without it.
+            professional.getparent().remove(professional)
         return
     _read_bare_ident(el, allowed, found)
 
