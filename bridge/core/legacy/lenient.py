@@ -1,15 +1,19 @@
 """Lenient reading: what real EPJs write that the KITH description does not, read with certainty.
 
-Real files deviate from the description in ways that keep one meaning (see
-`docs`/README "Lenient reading"): a GUID in braces, `V` and `DN` swapped in a `TypeId`, a code
-with stray spaces, an identifier written as bare text where an `Ident` is expected, 7 fraction
-digits in a date-time, a MsgHead typed `LOM`/`POM` around a BehandlerKrav, an XML signature.
+Real files deviate from the description in ways that keep one meaning (each one is shown by a
+file in tests/fixtures/real-world/): a GUID in braces or capitals, `V` and `DN` swapped in a
+`TypeId`, a code with stray spaces, an identifier written as bare text where an `Ident` is
+expected, 7 fraction digits in a date-time, a MsgHead typed `LOM`/`POM` around a BehandlerKrav,
+an XML signature. CRLF line endings need nothing: XML parsing reads them as LF, and line
+numbers count the same.
 
 `normalise` rewrites the *parsed tree* (never the bytes: archives and receipts keep the file as
 it came, so a signature over it stays verifiable) so that the strict schema check and the
 mapping see what the file means, and reports each rewrite as a `LEGACY_VARIANT` warning with
 its line and element. A deviation that could mean more than one thing is a `LEGACY_AMBIGUOUS`
-error naming it: the bridge refuses rather than guesses.
+error naming it: the bridge refuses rather than guesses. The pass runs before the strict
+schema check, so a file that still breaks the schema afterwards gets the usual SCHEMA_INVALID
+problems (about what is left to fix) beside the warnings.
 
 Clean files pay one C-level walk over a few element names, a regex over the bytes and nothing
 else: every Python-level check runs only on an element that already looks unusual.

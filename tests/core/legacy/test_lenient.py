@@ -336,3 +336,19 @@ def test_a_clean_file_is_left_exactly_as_parsed(name: str) -> None:
 )
 def test_person_number_kinds(number: str, kinds: set[str]) -> None:
     assert lenient.person_number_kinds(number) == kinds
+
+
+def test_a_file_still_invalid_after_lenient_reading_gets_the_schema_problem_too() -> None:
+    data = load("bare-ident.xml").replace(b"<RegningNr>20230314-1</RegningNr>", b"")
+    result = convert(data, CONTEXT)
+    assert not result.ok and result.melding is None
+    (error,) = result.errors
+    assert error.code == "SCHEMA_INVALID"
+    assert error.message == "Enkeltregning is missing its RegningNr element"
+    assert error.line == line_of(data, "<Enkeltregning>")
+    assert len(variants(result)) == 3  # the bare identifiers, still named
+
+
+def test_crlf_adds_no_warning_of_its_own() -> None:
+    """CRLF is how the files travel; XML reads it as LF. Only the braced GUID is reported."""
+    assert [p.path for p in converted("crlf.xml").problems] == ["BehandlerKrav/Enkeltregning/Guid"]
