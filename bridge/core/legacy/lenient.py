@@ -105,20 +105,26 @@ class _Findings:
                 )
             )
 
-    def ambiguous(self, message: str, el: etree._Element) -> None:
-        self.problems.append(
-            Problem("LEGACY_AMBIGUOUS", message, line=el.sourceline, path=element_path(el))
-        )
+    def ambiguous(self, kind: str, message: str, el: etree._Element) -> None:
+        key = f"refused: {kind}"
+        seen = self.counts.get(key, 0) + 1
+        self.counts[key] = seen
+        if seen <= MAX_WARNINGS_PER_KIND:
+            self.problems.append(
+                Problem("LEGACY_AMBIGUOUS", message, line=el.sourceline, path=element_path(el))
+            )
 
     def done(self) -> list[Problem]:
         for kind, seen in self.counts.items():
             if seen > MAX_WARNINGS_PER_KIND:
+                refused = kind.startswith("refused: ")
                 self.problems.append(
                     Problem(
-                        "LEGACY_VARIANT",
-                        f"{seen - MAX_WARNINGS_PER_KIND} more of the kind above ({kind}) were "
-                        "read the same way.",
-                        severity=Severity.WARNING,
+                        "LEGACY_AMBIGUOUS" if refused else "LEGACY_VARIANT",
+                        f"{seen - MAX_WARNINGS_PER_KIND} more of the kind above "
+                        f"({kind.removeprefix('refused: ')}) were "
+                        + ("found." if refused else "read the same way."),
+                        severity=Severity.ERROR if refused else Severity.WARNING,
                     )
                 )
         # In file order (the envelope is checked before the claim, but read top to bottom).
@@ -199,6 +205,7 @@ def _check_guid(el: etree._Element, found: _Findings) -> None:
         return  # canonical already
     if bool(opened) != bool(closed):
         found.ambiguous(
+            "GUID spelling",
             f"{_local(el)} {written!r} has a brace on one side only; it cannot be told "
             "whether the GUID is cut off. Write it as 8-4-4-4-12 hexadecimal digits.",
             el,
@@ -220,12 +227,31 @@ def _check_type_id(el: etree._Element, found: _Findings) -> None:
     if code in _ID_KINDS:
         return
     shown = (el.get("DN") or "").strip()
-    if shown not in _ID_KINDS:
-        return  # neither side is a known code: nothing to read differently
     named = _NAME_TO_KIND.get(_squash(code))
-    if named == shown or _squash(code).startswith(shown.casefold()):
+    if shown not in _ID_KINDS:
+        if named is None:
+            return  # neither side is a known code or name: nothing to read differently
+        other = _NAME_TO_KIND.get(_squash(shown), named)
+        if other != named:
+            found.ambiguous(
+                "name in TypeId/@V",
+                f"TypeId says V={code!r} DN={shown!r}: both are names, of two different kinds "
+                f"of identifier ({named} and {other}), so which is meant cannot be told. Put "
+                "the code (FNR, DNR, HPR, HER, ENH …) in V.",
+                el,
+            )
+            return
+        # V holds a name (V="HPR-nummer"), DN is no code and names nothing else.
+        el.set("V", named)
+        found.variant(
+            "name in TypeId/@V",
+            f"TypeId has the name {code!r} in V where the code belongs; read as V={named!r}.",
+            el,
+        )
+        return
+    if not code or named == shown or _squash(code).startswith(shown.casefold()):
         el.set("V", shown)
-        el.set("DN", code)
+        el.set("DN", code or _ID_KINDS[shown][0])
         found.variant(
             "swapped TypeId",
             f"TypeId has the code in DN and the name in V (V={code!r} DN={shown!r}); read as "
@@ -234,6 +260,7 @@ def _check_type_id(el: etree._Element, found: _Findings) -> None:
         )
         return
     found.ambiguous(
+        "swapped TypeId",
         f"TypeId says V={code!r} DN={shown!r}: the code is in DN, but V names "
         f"{'another kind of identifier (' + named + ')' if named else 'no kind of identifier'}"
         ", so which kind is meant cannot be told. Put the code (FNR, DNR, HPR, HER, ENH …) "
@@ -304,6 +331,7 @@ def _read_bare_ident(el: etree._Element, allowed: frozenset[str], found: _Findin
     if kind is None:
         kinds = ", ".join(sorted(allowed))
         found.ambiguous(
+            "bare identifier",
             f"{name} holds a bare identifier instead of Id and TypeId, and which kind it is "
             f"({kinds}) cannot be told from the number. Write it as <Id> with a <TypeId V=…>.",
             el,
@@ -350,6 +378,7 @@ def _check_msghead(root: etree._Element, found: _Findings) -> None:
     )
     if len(contents) > 1:
         found.ambiguous(
+            "several claims",
             f"The MsgHead holds {len(contents)} BehandlerKrav (one per Document); which one "
             "is meant cannot be told. Send one behandlerkravmelding per file.",
             contents[1].getparent().getparent().getparent(),

@@ -258,15 +258,6 @@ def test_a_guid_closed_but_not_opened_is_ambiguous_too() -> None:
     assert error.code == "LEGACY_AMBIGUOUS" and "brace on one side only" in error.message
 
 
-def test_a_typeid_with_an_unknown_name_and_a_code_in_dn_is_ambiguous() -> None:
-    data = load("clean.xml").replace(
-        b'<TypeId V="HPR" S="2.16.578.1.12.4.1.1.8116" DN="HPR-nummer"/>\n              </B',
-        b'<TypeId V="Lege" S="2.16.578.1.12.4.1.1.8116" DN="HPR"/>\n              </B',
-    )
-    (error,) = convert(data, CONTEXT).errors
-    assert error.code == "LEGACY_AMBIGUOUS" and "V names no kind of identifier" in error.message
-
-
 # --------------------------------------------------------------------------- the pass itself
 
 
@@ -352,3 +343,74 @@ def test_a_file_still_invalid_after_lenient_reading_gets_the_schema_problem_too(
 def test_crlf_adds_no_warning_of_its_own() -> None:
     """CRLF is how the files travel; XML reads it as LF. Only the braced GUID is reported."""
     assert [p.path for p in converted("crlf.xml").problems] == ["BehandlerKrav/Enkeltregning/Guid"]
+
+
+BEHANDLER_TYPEID = (
+    b'<TypeId V="HPR" S="2.16.578.1.12.4.1.1.8116" DN="HPR-nummer"/>\n              </B'
+)
+
+
+def _with_behandler_typeid(attributes: str) -> bytes:
+    new = f"<TypeId {attributes}/>\n              </B".encode()
+    data = load("clean.xml")
+    assert BEHANDLER_TYPEID in data
+    return data.replace(BEHANDLER_TYPEID, new)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        'V="HPR-nummer"',  # the name where the code belongs, no DN
+        'V="HPR-nummer" DN="HPR-nummer"',
+        'V="Helsepersonellnummer" DN="Lege"',
+        'V="" DN="HPR"',  # the code in DN, V empty
+        'DN="HPR"',
+        'V="HPR-nr" DN="HPR"',
+    ],
+)
+def test_a_typeid_whose_code_can_be_told_is_read_as_that_code(attributes: str) -> None:
+    data = _with_behandler_typeid(attributes)
+    result = convert(data, CONTEXT)
+    assert claim_json(result) == claim_json(CLEAN)
+    (warning,) = result.warnings
+    assert warning.code == "LEGACY_VARIANT" and "read as V='HPR'" in warning.message
+    assert warning.line == line_of(data, f"<TypeId {attributes}")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "sentence"),
+    [
+        ('V="Fødselsnummer" DN="HPR-nummer"', "both are names, of two different kinds"),
+        ('V="Fødselsnummer" DN="HPR"', "V names another kind of identifier (FNR)"),
+        ('V="Lege" DN="HPR"', "V names no kind of identifier"),
+    ],
+)
+def test_a_typeid_that_names_two_kinds_is_refused(attributes: str, sentence: str) -> None:
+    data = _with_behandler_typeid(attributes)
+    (error,) = convert(data, CONTEXT).errors
+    assert error.code == "LEGACY_AMBIGUOUS" and sentence in error.message
+    assert error.line == line_of(data, f"<TypeId {attributes}")
+
+
+def test_a_typeid_with_an_unknown_code_and_no_name_is_left_to_kuhr() -> None:
+    """Neither side is a known code or name: nothing to read differently (as ever)."""
+    result = convert(_with_behandler_typeid('V="XYZ" DN="Noe annet"'), CONTEXT)
+    assert result.problems == []
+    regning = claim_json(result)["behandlerkrav"]["regninger"][0]  # type: ignore[index]
+    assert regning["utforendeBehandler"]["identifikasjon"]["type"] == "XYZ"
+
+
+def test_refusals_per_kind_are_capped_too() -> None:
+    text = load("clean.xml").decode("utf-8")
+    start = text.index("<Enkeltregning>")
+    end = text.index("</Enkeltregning>") + len("</Enkeltregning>")
+    bare = text[start:end].replace(
+        '<Ident>\n                <Id>15858010060</Id>\n                <TypeId V="FNR" '
+        'S="2.16.578.1.12.4.1.1.8116" DN="Fødselsnummer"/>\n              </Ident>',
+        "<Ident>15458010088</Ident>",
+    )
+    assert "<Ident>15458010088</Ident>" in bare
+    text = text[:start] + "\n".join([bare] * 7) + text[end:]
+    errors = convert(text.encode("utf-8"), CONTEXT).errors
+    assert [e.code for e in errors] == ["LEGACY_AMBIGUOUS"] * (lenient.MAX_WARNINGS_PER_KIND + 1)
+    assert errors[-1].message == "2 more of the kind above (bare identifier) were found."
