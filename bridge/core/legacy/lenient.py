@@ -138,7 +138,7 @@ def normalise(document: LegacyDocument, data: bytes) -> list[Problem]:
     found = _Findings()
     krav = document.krav
     msghead = document.msghead
-    if any(pattern.search(data) for pattern in _STRAY_SPACE):
+    if not _bytes_tell(data) or any(pattern.search(data) for pattern in _STRAY_SPACE):
         _strip_code_spaces(msghead if msghead is not None else krav, found)
     if msghead is not None:
         _check_msghead(msghead, found)
@@ -147,6 +147,12 @@ def normalise(document: LegacyDocument, data: bytes) -> list[Problem]:
 
 
 # --------------------------------------------------------------------------- stray spaces
+
+
+def _bytes_tell(data: bytes) -> bool:
+    """Whether a byte pattern can find an attribute: not when the XML is in base64 inside
+    the file, nor when it is UTF-16 (two bytes per letter)."""
+    return b"Base64Container" not in data and b"\x00" not in data[:4]
 
 
 def _strip_code_spaces(root: etree._Element, found: _Findings) -> None:

@@ -414,3 +414,40 @@ def test_refusals_per_kind_are_capped_too() -> None:
     errors = convert(text.encode("utf-8"), CONTEXT).errors
     assert [e.code for e in errors] == ["LEGACY_AMBIGUOUS"] * (lenient.MAX_WARNINGS_PER_KIND + 1)
     assert errors[-1].message == "2 more of the kind above (bare identifier) were found."
+
+
+def _wrapped(data: bytes) -> dict[str, bytes]:
+    body = data.split(b"?>", 1)[1]
+    start, end = data.index(b"<BehandlerKrav"), data.index(b"</BehandlerKrav>") + 16
+    bkm = b'<?xml version="1.0" encoding="UTF-8"?>\n' + data[start:end]
+    return {
+        "bare": bkm,
+        "base64": b"<Base64Container>" + base64.encodebytes(data) + b"</Base64Container>",
+        "soap": (
+            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+            b"<soap:Body>" + body + b"</soap:Body></soap:Envelope>"
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", ["bare", "base64", "soap"])
+def test_lenient_reading_works_inside_every_envelope(kind: str) -> None:
+    data = _wrapped(load("epj-2023.xml"))[kind]
+    result = convert(data, CONTEXT)
+    assert result.ok, result.errors
+    assert claim_json(result) == claim_json(CLEAN)
+    paths_found = {p.path for p in result.problems}
+    assert "BehandlerKrav/Enkeltregning/Guid" in paths_found
+    assert "BehandlerKrav/Enkeltregning/Behandling/Behandlerident" in paths_found
+    # the envelope is read as meant when there is one
+    if kind != "bare":
+        assert result.envelope is not None and result.envelope.sender_her == "8094355"
+        assert result.envelope.sender_hpr == "9144889"
+
+
+def test_stray_spaces_are_found_in_a_utf16_file_too() -> None:
+    text = load("code-spaces.xml").decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    result = convert(text.encode("utf-16"), CONTEXT)
+    assert claim_json(result) == claim_json(CLEAN)
+    assert result.envelope is not None and result.envelope.sender_her == "8094355"
+    assert len(variants(result)) == 2
