@@ -140,6 +140,11 @@ def normalise(document: LegacyDocument, data: bytes) -> list[Problem]:
     msghead = document.msghead
     if not _bytes_tell(data) or any(pattern.search(data) for pattern in _STRAY_SPACE):
         _strip_code_spaces(msghead if msghead is not None else krav, found)
+        if (
+            msghead is not None
+            and krav.getroottree().getroot() is not msghead.getroottree().getroot()
+        ):
+            _strip_code_spaces(krav, found)  # a claim in base64 inside the MsgHead
     if msghead is not None:
         _check_msghead(msghead, found)
     _check_krav(krav, found)

@@ -451,3 +451,22 @@ def test_stray_spaces_are_found_in_a_utf16_file_too() -> None:
     assert claim_json(result) == claim_json(CLEAN)
     assert result.envelope is not None and result.envelope.sender_her == "8094355"
     assert len(variants(result)) == 2
+
+
+def test_a_claim_in_base64_inside_the_msghead_is_read_leniently_too() -> None:
+    data = load("code-spaces.xml").replace(b'<Diagnose V="L03"', b'<Diagnose V=" L03"')
+    start, end = data.index(b"<BehandlerKrav"), data.index(b"</BehandlerKrav>") + 16
+    inner = b'<?xml version="1.0" encoding="UTF-8"?>\n' + data[start:end]
+    container = (
+        b'<Base64Container xmlns="http://www.kith.no/xmlstds/base64container">'
+        + base64.encodebytes(inner)
+        + b"</Base64Container>"
+    )
+    result = convert(data[:start] + container + data[end:], CONTEXT)
+    assert claim_json(result) == claim_json(CLEAN)
+    assert result.envelope is not None and result.envelope.sender_her == "8094355"
+    assert sorted(p.path or "" for p in result.warnings) == [
+        "BehandlerKrav/Enkeltregning/Behandling/Diagnose",
+        "BehandlerKrav/Enkeltregning/Patient/Ident/TypeId",
+        "MsgHead/MsgInfo/Sender/Organisation/Ident[2]/TypeId",
+    ]
