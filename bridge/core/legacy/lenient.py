@@ -21,6 +21,7 @@ else: every Python-level check runs only on an element that already looks unusua
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterable
@@ -178,14 +179,18 @@ def _strip_code_spaces(root: etree._Element, found: _Findings) -> None:
 # --------------------------------------------------------------------------- the claim
 
 
+@functools.cache
+def _krav_tags(ns: str | None) -> tuple[str, str, str, str, dict[str, str]]:
+    """GUID, Guid, TypeId, DatoTid and the Ident elements' tags in the claim's namespace."""
+    q = (lambda name: f"{{{ns}}}{name}") if ns else (lambda name: name)
+    return q("GUID"), q("Guid"), q("TypeId"), q("DatoTid"), {q(n): n for n in _BKM_IDENTS}
+
+
 def _check_krav(krav: etree._Element, found: _Findings) -> None:
     """One walk, filtered by tag in C (a walk over a large tree costs more than the Python
     work per element, so there is one, not one per name); each element first gets a test that
     a clean file passes at once."""
-    ns = etree.QName(krav).namespace
-    q = (lambda name: f"{{{ns}}}{name}") if ns else (lambda name: name)
-    guid, guid2, type_id, dato_tid = q("GUID"), q("Guid"), q("TypeId"), q("DatoTid")
-    idents = {q(name): name for name in _BKM_IDENTS}
+    guid, guid2, type_id, dato_tid, idents = _krav_tags(etree.QName(krav).namespace)
     known, canonical = _ID_KINDS, _CANONICAL_GUID.fullmatch
     for el in krav.iter(guid, guid2, type_id, dato_tid, *idents):
         tag = el.tag
@@ -412,7 +417,7 @@ def _check_msg_type(info: etree._Element, found: _Findings) -> None:
 
 def _check_envelope_idents(info: etree._Element, found: _Findings) -> None:
     for el in info.iter("{*}TypeId", "{*}Ident"):
-        if _local(el) == "TypeId":
+        if el.tag.endswith("TypeId"):
             if el.get("V") not in _ID_KINDS:
                 _check_type_id(el, found)
         elif len(el) == 0 and el.text is not None and el.text.strip():
@@ -479,15 +484,7 @@ def _local(el: etree._Element | None) -> str:
 def _child(el: etree._Element | None, name: str) -> etree._Element | None:
     if el is None:
         return None
-    return next((c for c in el if _local(c) == name), None)
-
-
-def _descendants(el: etree._Element, *names: str) -> list[etree._Element]:
-    """The children of the element reached by following `names` (first match each step)."""
-    node: etree._Element | None = el
-    for name in names:
-        node = _child(node, name)
-    return list(node) if node is not None else []
+    return next(el.iterchildren("{*}" + name), None)
 
 
 def element_path(el: etree._Element) -> str:
