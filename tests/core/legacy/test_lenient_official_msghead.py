@@ -53,6 +53,11 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(wrapper), _parser()))
 
 
+@pytest.fixture(scope="module")
+def registry() -> SchemaRegistry:
+    return SchemaRegistry()
+
+
 def _errors(schema: etree.XMLSchema, root: etree._Element) -> list[str]:
     if schema.validate(root):
         return []
@@ -250,3 +255,16 @@ def test_the_official_shapes_convert_like_the_clean_file() -> None:
         ("LEGACY_VARIANT", "MsgHead/MsgInfo/GenDate"),  # 7 fraction digits
         ("LEGACY_VARIANT", "MsgHead/Signature"),
     ]
+
+
+@pytest.mark.parametrize(
+    "path", ACCEPTED, ids=[p.relative_to(paths.FIXTURES).as_posix() for p in ACCEPTED]
+)
+def test_the_bridges_msghead_schema_accepts_every_envelope_the_bridge_accepts(
+    registry: SchemaRegistry, path: Path
+) -> None:
+    data = path.read_bytes()
+    document, _ = read_legacy(data)
+    assert document is not None and document.msghead is not None
+    lenient.normalise(document, data)
+    assert registry.validate(document.msghead) == []
