@@ -560,14 +560,15 @@ class Pipeline:
             note=_status_note(main) if changed else None,
             receipts=changed or final,
         )
-        if previous is State.SUBMITTED and state in (
+        controlled = previous is State.SUBMITTED and state in (
             State.CONTROLLED,
             State.PAID,
             State.NO_PAYMENT,
-        ):
+        )
+        if controlled:
             self.stats.controlled += 1
         if changed or final:
-            self.delivery.deliver(version, final=final)
+            self.delivery.deliver(version, final=final, announce=controlled)
 
     def _state_from(
         self, current: State, main: BehandlerkravmeldingStatus | None

@@ -191,7 +191,7 @@ def test_unreadable_and_vanished_files_get_receipts(tmp_path: Path, sandbox) -> 
         got = receipt(path)
         assert got["status"] == "avvist_lokalt"
         assert got["problemer"][0]["kode"] == "FILE_UNREADABLE"
-        assert words in got["problemer"][0]["melding"]
+        assert words in got["problemer"][0]["detalj"]
     assert stats(sandbox)["submissions_received"] == 0
 
 
