@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.migrate import claim_xml
-from test_pipeline import receipt, run, settle
+from support.pipeline import receipt, run, settle
 
 from bridge.core.outcomes import State
 from bridge.flow.journal import Journal
