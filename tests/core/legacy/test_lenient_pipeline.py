@@ -5,10 +5,8 @@ verifies)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +16,11 @@ import httpx
 import pytest
 from lxml import etree
 from support.paths import FIXTURES
+from support.pipeline import receipt, run, settle
 
-from bridge.config import load_settings
+from bridge.core.problems import STAFF_TEXT
 from bridge.flow.journal import Journal
-from bridge.flow.options import PipelineOptions
 from bridge.flow.pipeline import Pipeline
-from bridge.kuhr.client import AsyncKuhrClient
-from bridge.kuhr.target import client_options, resolve_target, token_provider_for
 from bridge.sandbox import start_sandbox
 
 EPJ_2023 = FIXTURES / "real-world" / "epj-2023.xml"
@@ -39,55 +35,39 @@ def sandbox(tmp_path: Path):
         yield running
 
 
-def _run(sandbox: Any, tmp_path: Path, inbox: Path, archive: Path) -> None:
-    settings = load_settings(None, {"kuhr.sandbox_state_dir": tmp_path / "sandbox"})
-    target = resolve_target(settings, sandbox.info)
-
-    async def main() -> None:
-        tokens = token_provider_for(target, settings)
-        async with AsyncKuhrClient(
-            target.api_url, tokens, **client_options(settings, target)
-        ) as kuhr:
-            journal = Journal(tmp_path / "state" / "journal.db")
-            options = PipelineOptions(
-                praksis_id=PRAKSIS,
-                archive_dir=archive,
-                receipts_dir=tmp_path / "receipts",
-                poll_first=0.05,
-                poll_max=0.2,
-            )
-            pipeline = Pipeline(journal, kuhr, options)
-            try:
-                pipeline.offer(inbox / EPJ_2023.name, inbox)
-                await asyncio.wait_for(pipeline.run_until_settled(), timeout=60)
-            finally:
-                await pipeline.drain_inflight()
-                journal.close()
-
-    asyncio.run(main())
-
-
 def test_a_real_epj_file_is_sent_as_meant_and_archived_byte_for_byte(
     tmp_path: Path, sandbox: Any
 ) -> None:
     inbox, archive = tmp_path / "inbox", tmp_path / "archive"
     inbox.mkdir()
     shutil.copyfile(EPJ_2023, inbox / EPJ_2023.name)
-    _run(sandbox, tmp_path, inbox, archive)
+
+    async def body(pipeline: Pipeline, _journal: Journal) -> None:
+        pipeline.offer(inbox / EPJ_2023.name, inbox)
+        await settle(pipeline)
+
+    run(
+        sandbox,
+        tmp_path,
+        body,
+        praksis_id=PRAKSIS,
+        archive_dir=archive,
+        receipts_dir=tmp_path / "receipts",
+    )
 
     stats = httpx.get(sandbox.info["admin_url"] + "/stats", timeout=10).json()
     assert stats["submissions_received"] == 1
     assert "04db7c38-3a4c-43ca-92eb-e2564857bc97" in stats["by_guid"]  # not {04DB…}
 
-    receipt = json.loads(
-        (tmp_path / "receipts" / f"{EPJ_2023.name}.kvittering.json").read_text(encoding="utf-8")
-    )
-    variants = [p for p in receipt["problemer"] if p["kode"] == "LEGACY_VARIANT"]
+    kvittering = receipt(tmp_path / "receipts" / EPJ_2023.name)
+    variants = [p for p in kvittering["problemer"] if p["kode"] == "LEGACY_VARIANT"]
     assert len(variants) == 8
     assert all(p["alvorlighet"] == "advarsel" and p["linje"] for p in variants)
     original = EPJ_2023.read_bytes()
     guid_line = original.count(b"\n", 0, original.index(b"<Guid>{")) + 1
-    assert any(p["linje"] == guid_line and p["sti"].endswith("/Guid") for p in variants)
+    (guid,) = [p for p in variants if p["linje"] == guid_line]
+    assert guid["sti"].endswith("/Guid") and "written in braces" in guid["detalj"]
+    assert all(p["melding"] == STAFF_TEXT["LEGACY_VARIANT"] for p in variants)  # Norwegian
 
     archived = (archive / EPJ_2023.name).read_bytes()
     assert archived == original
