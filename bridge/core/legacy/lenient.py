@@ -232,8 +232,9 @@ def _check_guid(el: etree._Element, found: _Findings) -> None:
     how = "in braces" if opened else "in capital letters"
     found.variant(
         "GUID spelling",
-        f"{_local(el)} {written!r} is written {how}; sent as {canonical!r} (lower case, "
-        "without braces: the same GUID, spelled the one way KUHR compares it).",
+        f"{_local(el)} {written!r} is written {how}; sent as {canonical!r}, the same GUID in "
+        "the one spelling the bridge sends (lower case, without braces), so a later "
+        "kreditering that refers to it matches however it is written.",
         el,
     )
 
