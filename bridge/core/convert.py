@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bridge.core import mapping
+from bridge.core.legacy import lenient
 from bridge.core.legacy.read import Envelope, read_legacy
 from bridge.core.legacy.schemas import default_registry
 from bridge.core.model import Behandlerkrav, Behandlerkravmelding
@@ -78,6 +79,11 @@ def _convert(data: bytes, context: ConvertContext) -> ConvertResult:
         return ConvertResult(problems=[too_large(len(data), context.max_bytes)])
     document, problems = read_legacy(data)
     if document is None:
+        return ConvertResult(problems=problems)
+    # Before the facts are read and the schema checks: real-world deviations with one meaning
+    # are read in the parsed tree (the bytes stay as they are), the ambiguous ones refused.
+    problems.extend(lenient.normalise(document, data))
+    if has_errors(problems):
         return ConvertResult(problems=problems)
     result = ConvertResult(
         envelope=document.envelope if context.envelope else None, problems=problems

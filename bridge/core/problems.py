@@ -39,6 +39,16 @@ PROBLEM_CODES: dict[str, str] = {
     "SCHEMA_INVALID": (
         "The claim does not follow the BKM schema (missing, extra or malformed element)."
     ),
+    "LEGACY_VARIANT": (
+        "Warning: the file deviates from the KITH description in a way real EPJs write and "
+        "that has one meaning (GUID in braces, V/DN swapped in a TypeId, blanks around a code, "
+        "a bare identifier, a non-BKM MsgInfo/Type, 7-digit fractions, a signature); it was "
+        "read with that meaning."
+    ),
+    "LEGACY_AMBIGUOUS": (
+        "The file deviates from the KITH description in a way that can mean more than one "
+        "thing (e.g. a bare identifier whose kind cannot be told); refused rather than guessed."
+    ),
     "VALUE_INVALID": "A value cannot be converted (bad date, amount, number or boolean).",
     "COUNT_MISMATCH": "Krav/AntallRegninger differs from the number of Enkeltregning elements.",
     "SUM_MISMATCH": "Krav/SumKravSamlet differs from the sum of the regninger's amounts.",
@@ -146,6 +156,15 @@ STAFF_TEXT: dict[str, str] = {
     "SCHEMA_INVALID": (
         "Kravet mangler et felt, har et felt for mye eller et felt med feil form (se "
         f"detalj og linje). {_FIX_IN_EPJ}"
+    ),
+    "LEGACY_VARIANT": (
+        "Filen avviker fra KITH-beskrivelsen på en måte som bare kan bety én ting (se detalj "
+        "og linje), og kravet er lest slik. Du trenger ikke gjøre noe; gi gjerne leverandøren "
+        "av journalsystemet beskjed."
+    ),
+    "LEGACY_AMBIGUOUS": (
+        "Filen avviker fra KITH-beskrivelsen på en måte som kan bety mer enn én ting (se "
+        f"detalj og linje), og bkm-bridge gjetter ikke. {_FIX_IN_EPJ}"
     ),
     "VALUE_INVALID": (
         f"Et felt har en verdi som ikke kan brukes (dato, beløp eller tall). {_FIX_IN_EPJ}"

@@ -67,7 +67,7 @@ class LegacyDocument:
     are read on first use: the walk costs about as much as mapping half a claim, and
     `convert --out` never needs them."""
 
-    __slots__ = ("_envelope", "encoding", "krav")
+    __slots__ = ("_envelope", "encoding", "krav", "msghead")
 
     def __init__(
         self, krav: etree._Element, envelope: Envelope | _MsgHeadFacts, encoding: str | None
@@ -75,6 +75,8 @@ class LegacyDocument:
         self.krav = krav
         self._envelope = envelope
         self.encoding = encoding
+        # The MsgHead the EPJ sent (the outer one when envelopes nest), None for a bare claim.
+        self.msghead = envelope.root if isinstance(envelope, _MsgHeadFacts) else None
 
     @property
     def envelope(self) -> Envelope:
