@@ -27,11 +27,14 @@ from bridge.cli.options import ConfigOpt, EnvOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import ConfigError, Environment, Settings, load_settings
 from bridge.core.model import load_json
-from bridge.core.outcomes import State
+from bridge.core.outcomes import State, status_of
+from bridge.core.timezone import OSLO
 from bridge.daemon.runner import Runner, RunOptions
 from bridge.files.receipts import receipt_paths
 from bridge.flow.assembly import open_watch_journal
 from bridge.flow.journal import JournalError
+from bridge.flow.reasons import reason_of
+from bridge.runtime.redaction import redact_text
 
 StateDirOpt = Annotated[
     Path | None,
@@ -217,10 +220,12 @@ def print_local_status(
                 "fil": v.path,
                 "sha256": v.sha256,
                 "tilstand": v.state.value,
+                "status": status_of(v.state).value,
+                "arsak": redact_text(reason_of(v)) or None,
                 "behandlerkravmeldingId": v.behandlerkravmelding_id,
                 "praksisId": v.praksis_id,
                 "forsok": v.attempts,
-                "endret": datetime.fromtimestamp(v.updated_at).isoformat(),
+                "endret": _local_time(v.updated_at),
             }
             for v in versions
         ]
@@ -228,19 +233,25 @@ def print_local_status(
         return
     console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"Journal ({settings.kuhr.environment.value}): {journal.path}")
-    for column in ("file", "state", "behandlerkravmeldingId", "attempts", "last change"):
+    for column in ("file", "status", "behandlerkravmeldingId", "attempts", "last change", "reason"):
         table.add_column(column)
     for v in versions:
         table.add_row(
             v.path,
-            v.state.value,
+            status_of(v.state).value,
             v.behandlerkravmelding_id or "",
             str(v.attempts),
-            datetime.fromtimestamp(v.updated_at).strftime("%Y-%m-%d %H:%M:%S"),
+            _local_time(v.updated_at),
+            redact_text(reason_of(v)),
         )
     console.print(table)
     counts = ", ".join(f"{k} {n}" for k, n in sorted(journal.counts().items())) or "empty"
     console.print(f"Counts: {counts}")
+
+
+def _local_time(epoch: float) -> str:
+    """Norwegian local time with its offset (+01:00 in winter, +02:00 in summer)."""
+    return datetime.fromtimestamp(epoch, OSLO).isoformat(timespec="seconds")
 
 
 def retry_command(
