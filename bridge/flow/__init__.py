@@ -1,6 +1,6 @@
 """One file version through the journal: the journal (`journal`) and its typed record
 (`records`), the pipeline's steps (`pipeline`, with `options`), reconciliation with KUHR
-(`reconcile`), receipt delivery (`delivery`), the pre-control step (`precheck`), and the one
+(`reconcile`), why a version stands where it does (`reasons`), receipt delivery (`delivery`), the pre-control step (`precheck`), and the one
 place that builds these parts from the settings (`assembly`).
 """
 
@@ -11,6 +11,7 @@ __all__ = [
     "options",
     "pipeline",
     "precheck",
+    "reasons",
     "reconcile",
     "records",
 ]
