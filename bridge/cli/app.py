@@ -38,7 +38,6 @@ app = typer.Typer(
 )
 
 
-
 def _print_version(value: bool) -> None:
     if value:
         print(f"bkm-bridge {__version__}")

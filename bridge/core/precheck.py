@@ -532,5 +532,3 @@ class PrecheckOutcome:
                 )
             )
         return out
-
-
