@@ -1,11 +1,12 @@
 """The long-running bridge: folder intake (`watcher`), the runner behind `watch`, the Windows
 service and systemd (`runner`, `service`, `winservice`, `systemd`), and what operators see
-(`health`, `metrics`, `status_page`).
+(`health`, `metrics`, `status_page`) and hear (`notify`).
 """
 
 __all__ = [
     "health",
     "metrics",
+    "notify",
     "runner",
     "service",
     "status_page",

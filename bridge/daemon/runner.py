@@ -37,6 +37,7 @@ from bridge.kuhr.target import Target
 
 if TYPE_CHECKING:  # the health server is imported when it is started (see below)
     from bridge.daemon.health import RunningHealth
+    from bridge.daemon.notify import Notifier
 
 log = logging.getLogger("bridge.runner")
 
@@ -64,6 +65,7 @@ class Runner:
         self.watcher: FolderWatcher | None = None
         self.target: Target | None = None  # once resolved
         self.health: RunningHealth | None = None  # when watch.http_port is set
+        self.notifier: Notifier | None = None  # when [notify] is configured
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -212,6 +214,11 @@ class Runner:
 
                 self.health = start_health_server(self, watch.http_host, watch.http_port)
                 stack.callback(self.health.stop)
+            if settings.notify.enabled and not self.options.once:
+                from bridge.daemon.notify import start_notifier
+
+                self.notifier = start_notifier(self)
+                stack.callback(self.notifier.stop)
             yield self.pipeline
 
     def _remove_abandoned_temps(self) -> None:
