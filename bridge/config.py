@@ -328,6 +328,9 @@ class PrecheckSettings(_Section):
     # The fagområde (LE, TH …) when the praksis's type is not known (praksisId given by flag
     # or rule); otherwise a takst code of any fagområde is accepted.
     fagomraade: str | None = None
+    # The daemon syncs the takst tables itself when its copy is older than this (0: never;
+    # `bkm-bridge takster sync` by hand or by a scheduled task instead).
+    refresh_hours: float = Field(24.0, ge=0)
 
 
 class NotifySettings(_Section):

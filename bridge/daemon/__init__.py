@@ -1,4 +1,5 @@
-"""The long-running bridge: folder intake (`watcher`), the runner behind `watch`, the Windows
+"""The long-running bridge: folder intake (`watcher`), the takst tables kept fresh
+(`takster_refresh`), the runner behind `watch`, the Windows
 service and systemd (`runner`, `service`, `winservice`, `systemd`), and what operators see
 (`health`, `metrics`, `status_page`) and hear (`notify`).
 """
@@ -11,6 +12,7 @@ __all__ = [
     "service",
     "status_page",
     "systemd",
+    "takster_refresh",
     "watcher",
     "winservice",
 ]

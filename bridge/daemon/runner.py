@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from bridge.config import Settings
 from bridge.core.outcomes import State
+from bridge.daemon.takster_refresh import TaksterRefresh, start_takster_refresh
 from bridge.daemon.watcher import FolderWatcher, IntakeOptions
 from bridge.files.fsutil import remove_abandoned_temps
 from bridge.files.receipts import is_receipt_name
@@ -66,6 +67,7 @@ class Runner:
         self.target: Target | None = None  # once resolved
         self.health: RunningHealth | None = None  # when watch.http_port is set
         self.notifier: Notifier | None = None  # when [notify] is configured
+        self.takster: TaksterRefresh | None = None  # keeps the takst tables fresh
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -204,6 +206,10 @@ class Runner:
                 pipeline_options(settings, time_scale=parts.speed, offload=inline_when_small),
                 prechecker=prechecker(settings, target),
             )
+            if not self.options.once:
+                self.takster = start_takster_refresh(settings, parts.sandbox_opne_data_url)
+                if self.takster is not None:
+                    stack.callback(self.takster.stop)
             watcher = self.watcher = self._make_watcher()
             watcher.start()
             stack.callback(watcher.stop)
