@@ -132,6 +132,8 @@ class HealthService:
         self._probe: tuple[float, dict[str, Any], dict[str, Any]] | None = None
         self._probe_lock: asyncio.Lock | None = None
         self._http: httpx.AsyncClient | None = None
+        # Per controlled version: (updated_at, regning statuses, (status, merknad) pairs).
+        self._results: dict[int, tuple[float, tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
         self.csrf = secrets.token_urlsafe(32)  # the page's form token (this process only)
         self.allowed_hosts: frozenset[str] | None = None  # Host values a POST may carry
 
@@ -309,21 +311,26 @@ class HealthService:
 
     def _journal_figures(self, journal: Any) -> JournalFigures:
         figures = JournalFigures(counts=journal.counts())
-        figures.due = len(journal.due([*WORKING_STATES, *TRACKED_STATES]))
+        figures.due = journal.count_due([*WORKING_STATES, *TRACKED_STATES])
         # Unfinished: still on its way to KUHR's control result. A controlled claim that only
         # waits for its payment (follow = payment) is KUHR's to move, not the bridge's: it has
         # its own gauge, so an alert on this one does not fire for a normal payment cycle.
-        unfinished = journal.versions([*WORKING_STATES, State.SUBMITTED])
-        figures.oldest_unfinished = min((v.created_at for v in unfinished), default=None)
-        controlled = journal.versions(KUHR_RESULT_STATES)
+        unfinished = journal.stamps([*WORKING_STATES, State.SUBMITTED])
+        figures.oldest_unfinished = min((c for _, c, _ in unfinished), default=None)
+        stamps = journal.stamps(KUHR_RESULT_STATES)
         figures.oldest_awaiting_payment = min(
-            (v.created_at for v in controlled if v.state is State.CONTROLLED), default=None
+            (c for _, c, _ in journal.stamps([State.CONTROLLED])), default=None
         )
-        for version in controlled:
-            for regning in regninger_of(version):
-                status = str(regning.get("status") or "ukjent")
+        # A controlled version's results are parsed once per change, not once per scrape.
+        cache, self._results = self._results, {}
+        for version_id, _created, updated in stamps:
+            known = cache.get(version_id)
+            if known is None or known[0] != updated:
+                known = (updated, *_results_of(journal.get(version_id)))
+            self._results[version_id] = known
+            for status in known[1]:
                 figures.regninger[status] = figures.regninger.get(status, 0) + 1
-            for key in merknader_of(version):
+            for key in known[2]:
                 figures.merknader[key] = figures.merknader.get(key, 0) + 1
         return figures
 
@@ -419,6 +426,12 @@ class HealthService:
             except Exception as exc:  # closing is best effort
                 log.debug("closing the health journal connection: %s", type(exc).__name__)
         self._db.shutdown(wait=False)
+
+
+def _results_of(version: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """A controlled version's regning statuses and (status, merknad) pairs."""
+    statuses = tuple(str(r.get("status") or "ukjent") for r in regninger_of(version))
+    return statuses, tuple(merknader_of(version))
 
 
 def _age(since: float | None, now: float) -> float:

@@ -680,6 +680,29 @@ class Journal:
             args.append(limit)
         return [Version.from_row(r) for r in self._db().execute(sql, args)]
 
+    def count_due(self, states: Iterable[State], *, now: float | None = None) -> int:
+        """How many versions `due` would offer now, counted in SQL (for a gauge: a lease of a
+        process that died is counted as held until it expires)."""
+        now = self._clock() if now is None else now
+        wanted = [s.value for s in states]
+        sql, args = self._in_part(
+            f"SELECT COUNT(*) FROM versions WHERE state IN ({','.join('?' * len(wanted))})"
+            " AND due_at <= ? AND (lease_until < ? OR lease_owner = ?)",
+            [*wanted, now, now, self.owner],
+        )
+        return int(self._db().execute(sql, args).fetchone()[0])
+
+    def stamps(self, states: Iterable[State]) -> list[tuple[int, float, float]]:
+        """(id, created_at, updated_at) of the versions in `states`: enough to tell which of
+        them changed since a reader last parsed them (their details are not read)."""
+        wanted = [s.value for s in states]
+        rows = self._db().execute(
+            "SELECT id, created_at, updated_at FROM versions "
+            f"WHERE state IN ({','.join('?' * len(wanted))})",
+            wanted,
+        )
+        return [(int(i), float(c), float(u)) for i, c, u in rows]
+
     def history(self, version_id: int) -> list[tuple[Version, list[Event]]]:
         """Every version of this version's path (newest first), each with its events: what
         happened to the file, content by content."""

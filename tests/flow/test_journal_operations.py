@@ -84,3 +84,18 @@ def test_two_retries_at_once_requeue_one_time(tmp_path: Path) -> None:
     assert sorted(results) == ["moved"] + ["refused"] * 7
     seen = [e for e in first.events(version.id) if e.note == "operator"]
     assert len(seen) == 1
+
+
+def test_count_due_agrees_with_due(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    mine, other = Journal(path, owner="a"), Journal(path, owner="b")
+    for n in range(6):
+        version, _ = mine.record_seen(f"/in/{n}.xml", f"{n:02x}", 1)
+        if n == 1:
+            mine.transition(version.id, State.SUBMITTED, due_at=10**10)  # not yet due
+        elif n == 2:
+            assert other.acquire(version.id, seconds=600)  # held by a live owner
+        elif n == 3:
+            mine.transition(version.id, State.PAID)  # not a state asked for
+    states = [State.SEEN, State.SUBMITTED]
+    assert mine.count_due(states) == len(mine.due(states)) == 3
