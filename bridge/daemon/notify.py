@@ -22,17 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bridge import __version__
 from bridge.config import NotifySettings, Settings
 from bridge.core.outcomes import State, status_of
-from bridge.flow.journal import Journal, Version
+from bridge.flow.journal import Version
 from bridge.flow.reasons import avviste_merknader, regninger_of, rejected_regninger
 from bridge.kuhr.proxy import sync_transport
 from bridge.runtime.redaction import redact_text
+
+if TYPE_CHECKING:  # FastAPI and uvicorn load only when the health checks are asked for
+    from bridge.daemon.health import HealthService, HealthSource
 
 log = logging.getLogger("bridge.notify")
 
@@ -200,16 +203,10 @@ def _why(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the notifier
 
 
-class NotifySource(Protocol):
-    settings: Settings
-    environment: str
-    journal: Journal | None
-
-
 class Notifier:
     """The thread that watches the journal and the health checks and sends the notices."""
 
-    def __init__(self, source: NotifySource, health: Any | None = None) -> None:
+    def __init__(self, source: HealthSource, health: HealthService | None = None) -> None:
         self.source = source
         self.settings = source.settings
         self.health = health  # a HealthService, when "unhealthy" is among the events
@@ -267,12 +264,12 @@ class Notifier:
         log.info("notification sent: %s%s", notice.event, f" (failed: {failed})" if failed else "")
 
 
-def start_notifier(source: NotifySource) -> Notifier:
+def start_notifier(source: HealthSource) -> Notifier:
     health = None
     if "unhealthy" in source.settings.notify.events:
-        from bridge.daemon.health import HealthService  # FastAPI: imported only when needed
+        from bridge.daemon.health import HealthService
 
-        health = HealthService(source)  # type: ignore[arg-type]
+        health = HealthService(source)
     notifier = Notifier(source, health)
     notifier.start()
     how = [w for w, on in (("e-mail", source.settings.notify.mail_to),
