@@ -255,14 +255,27 @@ def _local_time(epoch: float) -> str:
 
 
 def retry_command(
-    file: Annotated[Path, typer.Argument(help="The original file to re-queue.")],
+    file: Annotated[
+        Path | None, typer.Argument(help="The original file to re-queue.", show_default=False)
+    ] = None,
+    all_files: Annotated[
+        bool, typer.Option("--all", help="Re-queue every failed and rejected file instead.")
+    ] = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Re-queue a file that failed (transiently, or was rejected and is fixed by other means)."""
+    if (file is None) == (not all_files):
+        raise typer.BadParameter("give a FILE or --all (not both)")
     settings = _settings(config, **{"kuhr.environment": environment, "watch.state_dir": state_dir})
     journal = open_watch_journal(settings)
+    if file is None:
+        moved = journal.requeue_all(note="operator: bkm-bridge retry --all")
+        for version in moved:
+            print(f"{version.path}: re-queued")
+        print(f"{len(moved)} file(s) re-queued; a running bridge picks them up within seconds")
+        return
     version = journal.latest_for_path(str(file.resolve())) or journal.latest_for_path(str(file))
     if version is None:
         print(f"{file}: not in the journal", file=sys.stderr)

@@ -93,3 +93,19 @@ def test_status_local_table_shows_reason_and_offset(journal_with_failures: Path)
     assert f"{offset[:3]}:{offset[3:]}" in out
     for patient_id in PATIENT_IDS:
         assert patient_id not in out
+
+
+def test_retry_all_requeues_the_failed_and_rejected_files(
+    journal_with_failures: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(journal_with_failures, state)  # the module's journal stays as it was
+    result = bkm_bridge("retry", "--all", "--state-dir", str(state))
+    assert result.exit_code == 0, result.output
+    assert "2 file(s) re-queued" in result.output
+    rows = json.loads(status_local(state, "--json"))["filer"]
+    assert {r["status"] for r in rows} == {"venter"}
+    again = bkm_bridge("retry", "--all", "--state-dir", str(state))
+    assert "0 file(s) re-queued" in again.output
+    both = bkm_bridge("retry", "x.xml", "--all", "--state-dir", str(state))
+    assert both.exit_code == 2
