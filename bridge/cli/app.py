@@ -38,6 +38,7 @@ app = typer.Typer(
 )
 
 
+
 def _print_version(value: bool) -> None:
     if value:
         print(f"bkm-bridge {__version__}")

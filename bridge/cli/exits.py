@@ -1,10 +1,10 @@
 """Exit codes, and the one place that maps the bridge's errors to them.
 
-  0  all good
-  1  some file or claim failed, or KUHR/the network did (a BridgeError)
-  2  usage: bad arguments, settings or installation (a UsageError; click's own code too)
-  3  `service status`: installed but not running; 4: not installed
-130  interrupted (Ctrl-C)
+    0  all good
+    1  some file or claim failed, or KUHR/the network did (a BridgeError)
+    2  usage: bad arguments, settings or installation (a UsageError; click's own code too)
+    3  `service status`: installed but not running; 4: not installed
+  130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -46,3 +46,5 @@ def reported(prefix: str = "error", *, code: ExitCode | None = None) -> Iterator
     except BridgeError as exc:
         print(f"{prefix}: {exc}", file=sys.stderr)
         raise typer.Exit(code if code is not None else exit_code_for(exc)) from None
+
+

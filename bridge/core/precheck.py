@@ -532,3 +532,5 @@ class PrecheckOutcome:
                 )
             )
         return out
+
+

@@ -45,6 +45,7 @@ class ConvertSettings:
     def context(self, praksis_id: str | None = None) -> ConvertContext:
         registry = None
         if self.xsd_dirs:
+
             registry = SchemaRegistry(extra_dirs=list(self.xsd_dirs))
         return ConvertContext(
             praksis_id=praksis_id,
