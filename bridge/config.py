@@ -328,6 +328,31 @@ class PrecheckSettings(_Section):
     # The fagområde (LE, TH …) when the praksis's type is not known (praksisId given by flag
     # or rule); otherwise a takst code of any fagområde is accepted.
     fagomraade: str | None = None
+    # The daemon syncs the takst tables itself when its copy is older than this (0: never;
+    # `bkm-bridge takster sync` by hand or by a scheduled task instead).
+    refresh_hours: float = Field(24.0, ge=0)
+
+
+class NotifySettings(_Section):
+    """Optional messages to the operator (e-mail over SMTP, a webhook) when a claim is
+    rejected or the bridge turns unhealthy: file names, codes and counts, never patient data.
+    Off until `smtp_host` + `mail_to` or `webhook_url` is set."""
+
+    events: list[Literal["rejected", "unhealthy"]] = ["rejected", "unhealthy"]
+    check_seconds: float = Field(30.0, gt=0)  # how often the journal and the health are read
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None  # better from the environment
+    mail_from: str = "bkm-bridge@localhost"
+    mail_to: list[str] = []
+    webhook_url: str | None = None  # gets a JSON POST; goes through the one proxy rule
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool((self.smtp_host and self.mail_to) or self.webhook_url)
 
 
 # The TOML file of the load in progress; a context variable keeps concurrent loads apart.
@@ -397,6 +422,7 @@ class Settings(BaseSettings):
     precheck: PrecheckSettings = PrecheckSettings()
     xml: XmlSettings = XmlSettings()
     logging: LoggingSettings = LoggingSettings()
+    notify: NotifySettings = NotifySettings()
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _config_file: Path | None = PrivateAttr(default=None)

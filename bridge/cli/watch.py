@@ -27,11 +27,14 @@ from bridge.cli.options import ConfigOpt, EnvOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import ConfigError, Environment, Settings, load_settings
 from bridge.core.model import load_json
-from bridge.core.outcomes import State
+from bridge.core.outcomes import State, status_of
+from bridge.core.timezone import OSLO
 from bridge.daemon.runner import Runner, RunOptions
 from bridge.files.receipts import receipt_paths
 from bridge.flow.assembly import open_watch_journal
 from bridge.flow.journal import JournalError
+from bridge.flow.reasons import reason_of
+from bridge.runtime.redaction import redact_text
 
 StateDirOpt = Annotated[
     Path | None,
@@ -247,10 +250,12 @@ def print_local_status(
                 "fil": v.path,
                 "sha256": v.sha256,
                 "tilstand": v.state.value,
+                "status": status_of(v.state).value,
+                "arsak": redact_text(reason_of(v)) or None,
                 "behandlerkravmeldingId": v.behandlerkravmelding_id,
                 "praksisId": v.praksis_id,
                 "forsok": v.attempts,
-                "endret": datetime.fromtimestamp(v.updated_at).isoformat(),
+                "endret": _local_time(v.updated_at),
             }
             for v in versions
         ]
@@ -258,30 +263,49 @@ def print_local_status(
         return
     console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"Journal ({settings.kuhr.environment.value}): {journal.path}")
-    for column in ("file", "state", "behandlerkravmeldingId", "attempts", "last change"):
+    for column in ("file", "status", "behandlerkravmeldingId", "attempts", "last change", "reason"):
         table.add_column(column)
     for v in versions:
         table.add_row(
             v.path,
-            v.state.value,
+            status_of(v.state).value,
             v.behandlerkravmelding_id or "",
             str(v.attempts),
-            datetime.fromtimestamp(v.updated_at).strftime("%Y-%m-%d %H:%M:%S"),
+            _local_time(v.updated_at),
+            redact_text(reason_of(v)),
         )
     console.print(table)
     counts = ", ".join(f"{k} {n}" for k, n in sorted(journal.counts().items())) or "empty"
     console.print(f"Counts: {counts}")
 
 
+def _local_time(epoch: float) -> str:
+    """Norwegian local time with its offset (+01:00 in winter, +02:00 in summer)."""
+    return datetime.fromtimestamp(epoch, OSLO).isoformat(timespec="seconds")
+
+
 def retry_command(
-    file: Annotated[Path, typer.Argument(help="The original file to re-queue.")],
+    file: Annotated[
+        Path | None, typer.Argument(help="The original file to re-queue.", show_default=False)
+    ] = None,
+    all_files: Annotated[
+        bool, typer.Option("--all", help="Re-queue every failed and rejected file instead.")
+    ] = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Re-queue a file that failed (transiently, or was rejected and is fixed by other means)."""
+    if (file is None) == (not all_files):
+        raise typer.BadParameter("give a FILE or --all (not both)")
     settings = _settings(config, **{"kuhr.environment": environment, "watch.state_dir": state_dir})
     journal = open_watch_journal(settings)
+    if file is None:
+        moved = journal.requeue_all(note="operator: bkm-bridge retry --all")
+        for version in moved:
+            print(f"{version.path}: re-queued")
+        print(f"{len(moved)} file(s) re-queued; a running bridge picks them up within seconds")
+        return
     version = journal.latest_for_path(str(file.resolve())) or journal.latest_for_path(str(file))
     if version is None:
         print(f"{file}: not in the journal", file=sys.stderr)

@@ -5,7 +5,12 @@
                    (when there are) the personal login and the signing keys' expiry;
                    `warnings` lists what is due soon
     GET /metrics   Prometheus text format (bridge.daemon.metrics)
-    GET /          the status page (bridge.daemon.status_page)
+    GET /          the status page (bridge.daemon.status_page); ?q=TEXT&state=STATE searches
+    GET /file/ID   one file's history: every version of its path, each state change, the reason
+    POST /retry/ID re-queue one failed or rejected version; POST /retry: all of them. Forms on
+                   the page only: each POST carries the page's form token, and its Host, Origin
+                   and Sec-Fetch-Site must be this server's own (no other site can make a
+                   browser on the operator's machine press the button)
 
 It runs in its own thread with its own event loop, so a slow check never holds up the
 pipeline. Journal reads go through one worker thread (one SQLite connection, closed on stop).
@@ -17,26 +22,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
+import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from bridge import __version__
 from bridge.config import Settings
 from bridge.core.outcomes import State
 from bridge.daemon.metrics import CONTENT_TYPE, MetricsSnapshot, render_metrics
-from bridge.daemon.status_page import StatusData, render_status_page
+from bridge.daemon.status_page import (
+    RECENT_ROWS,
+    FileHistory,
+    StatusData,
+    render_file_page,
+    render_status_page,
+)
 from bridge.errors import BridgeError
+from bridge.flow.journal import JournalError
 from bridge.flow.pipeline import TRACKED_STATES, WORKING_STATES
+from bridge.flow.reasons import merknader_of, regninger_of
 from bridge.kuhr.client import PRAKSIS_PATH
 from bridge.kuhr.identity import identity_checks
 from bridge.kuhr.proxy import async_transport
@@ -51,8 +68,13 @@ PAGE_VERSIONS = 1000  # journal rows the status page looks at (recent list + 24 
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on the
+    # page's own forms; other sites still get no Referer (no file names leave the page).
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -67,6 +89,22 @@ class HealthSource(Protocol):
     target: Any
 
     def responsive(self, timeout: float = 5.0) -> bool: ...
+
+
+# Versions KUHR has controlled: their regninger carry the control results and merknader.
+KUHR_RESULT_STATES = (State.CONTROLLED, State.PAID, State.NO_PAYMENT)
+
+
+@dataclass
+class JournalFigures:
+    """What /metrics reads from the journal in one go (in the journal's worker thread)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    due: int = 0
+    oldest_unfinished: float | None = None
+    oldest_awaiting_payment: float | None = None
+    merknader: dict[tuple[str, str], int] = field(default_factory=dict)
+    regninger: dict[str, int] = field(default_factory=dict)
 
 
 class HealthStartError(BridgeError, RuntimeError):
@@ -94,6 +132,10 @@ class HealthService:
         self._probe: tuple[float, dict[str, Any], dict[str, Any]] | None = None
         self._probe_lock: asyncio.Lock | None = None
         self._http: httpx.AsyncClient | None = None
+        # Per controlled version: (updated_at, regning statuses, (status, merknad) pairs).
+        self._results: dict[int, tuple[float, tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
+        self.csrf = secrets.token_urlsafe(32)  # the page's form token (this process only)
+        self.allowed_hosts: frozenset[str] | None = None  # Host values a POST may carry
 
     # ------------------------------------------------------------------ /healthz
 
@@ -231,19 +273,18 @@ class HealthService:
     async def metrics(self) -> str:
         source = self.source
         journal, pipeline, watcher = source.journal, source.pipeline, source.watcher
-        counts: dict[str, int] = {}
-        due = 0
-        oldest: float | None = None
+        figures = JournalFigures()
         if journal is not None:
-            counts, due, oldest = await self._in_db(self._journal_figures, journal)
+            figures = await self._in_db(self._journal_figures, journal)
         stats = getattr(pipeline, "stats", None)
         counters = getattr(getattr(pipeline, "kuhr", None), "counters", None)
         last_rescan = getattr(watcher, "last_rescan_at", None)
+        now = time.time()
         snapshot = MetricsSnapshot(
             environment=source.environment,
             version=__version__,
-            uptime_seconds=time.time() - self.started_at,
-            journal_counts=counts,
+            uptime_seconds=now - self.started_at,
+            journal_counts=figures.counts,
             all_states=[s.value for s in State],
             converted=getattr(stats, "converted", 0),
             rejected=getattr(stats, "rejected", 0),
@@ -253,38 +294,64 @@ class HealthService:
             submit_latencies=list(getattr(stats, "submit_latency", ())),
             kuhr_counters=counters.snapshot() if counters is not None else {},
             intake_pending=int(getattr(watcher, "pending", 0) or 0),
-            due_versions=due,
-            oldest_unfinished_age_seconds=max(0.0, time.time() - oldest) if oldest else 0.0,
+            due_versions=figures.due,
+            oldest_unfinished_age_seconds=_age(figures.oldest_unfinished, now),
             last_rescan_age_seconds=(
                 max(0.0, time.monotonic() - last_rescan) if last_rescan is not None else None
+            ),
+            merknad_counts=figures.merknader,
+            regning_counts=figures.regninger,
+            oldest_awaiting_payment_age_seconds=(
+                _age(figures.oldest_awaiting_payment, now)
+                if self.source.settings.watch.follow == "payment"
+                else None
             ),
         )
         return render_metrics(snapshot)
 
-    def _journal_figures(self, journal: Any) -> tuple[dict[str, int], int, float | None]:
-        counts = journal.counts()
-        due = len(journal.due([*WORKING_STATES, *TRACKED_STATES]))
-        # Unfinished at the depth this bridge follows claims: a controlled claim is done
-        # unless the bridge follows it to payment.
-        states = [*WORKING_STATES, State.SUBMITTED]
-        if self.source.settings.watch.follow == "payment":
-            states.append(State.CONTROLLED)
-        unfinished = journal.versions(states)
-        oldest = min((v.created_at for v in unfinished), default=None)
-        return counts, due, oldest
+    def _journal_figures(self, journal: Any) -> JournalFigures:
+        figures = JournalFigures(counts=journal.counts())
+        figures.due = journal.count_due([*WORKING_STATES, *TRACKED_STATES])
+        # Unfinished: still on its way to KUHR's control result. A controlled claim that only
+        # waits for its payment (follow = payment) is KUHR's to move, not the bridge's: it has
+        # its own gauge, so an alert on this one does not fire for a normal payment cycle.
+        unfinished = journal.stamps([*WORKING_STATES, State.SUBMITTED])
+        figures.oldest_unfinished = min((c for _, c, _ in unfinished), default=None)
+        stamps = journal.stamps(KUHR_RESULT_STATES)
+        figures.oldest_awaiting_payment = min(
+            (c for _, c, _ in journal.stamps([State.CONTROLLED])), default=None
+        )
+        # A controlled version's results are parsed once per change, not once per scrape.
+        cache, self._results = self._results, {}
+        for version_id, _created, updated in stamps:
+            known = cache.get(version_id)
+            if known is None or known[0] != updated:
+                known = (updated, *_results_of(journal.get(version_id)))
+            self._results[version_id] = known
+            for status in known[1]:
+                figures.regninger[status] = figures.regninger.get(status, 0) + 1
+            for key in known[2]:
+                figures.merknader[key] = figures.merknader.get(key, 0) + 1
+        return figures
 
     # ------------------------------------------------------------------ the page
 
-    async def status_page(self) -> str:
+    async def status_page(self, query: str = "", state: str = "", notice: str = "") -> str:
         healthy, body = await self.healthz()
         journal = self.source.journal
         counts: dict[str, int] = {}
         versions: list[Any] = []
+        found: list[Any] | None = None
+        wanted = [State(state)] if state in State._value2member_map_ else None
         if journal is not None:
             counts = await self._in_db(journal.counts)
             versions = await self._in_db(
                 functools.partial(journal.versions, None, limit=PAGE_VERSIONS)
             )
+            if query or wanted:
+                found = await self._in_db(
+                    functools.partial(journal.search, query or None, wanted, limit=RECENT_ROWS)
+                )
         data = StatusData(
             environment=self.source.environment,
             version=__version__,
@@ -294,8 +361,49 @@ class HealthService:
             checks=body["checks"],
             counts=counts,
             versions=versions,
+            csrf=self.csrf,
+            query=query,
+            state=state if wanted else "",
+            found=found,
+            notice=notice,
         )
         return render_status_page(data)
+
+    async def file_page(self, version_id: int, notice: str = "") -> str | None:
+        journal = self.source.journal
+        if journal is None:
+            return None
+        try:
+            version = await self._in_db(journal.get, version_id)
+            history = await self._in_db(journal.history, version_id)
+        except JournalError:
+            return None
+        return render_file_page(
+            FileHistory(self.source.environment, version, history, self.csrf, notice)
+        )
+
+    async def retry(self, version_id: int | None) -> int:
+        """Re-queue one version (or every failed and rejected one) through the journal: the
+        running pipeline takes it up as it does a new file. Returns how many were re-queued."""
+        journal = self.source.journal
+        if journal is None:
+            return 0
+        if version_id is None:
+            moved = await self._in_db(
+                functools.partial(journal.requeue_all, note="operator: status page, retry all")
+            )
+            count = len(moved)
+        else:
+            try:
+                await self._in_db(
+                    functools.partial(journal.requeue, version_id, note="operator: status page")
+                )
+                count = 1
+            except JournalError:
+                count = 0
+        if count:  # the pipeline looks for due versions at least once a second
+            log.info("operator retry from the status page: %d file version(s) re-queued", count)
+        return count
 
     # ------------------------------------------------------------------ plumbing
 
@@ -320,6 +428,16 @@ class HealthService:
         self._db.shutdown(wait=False)
 
 
+def _results_of(version: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """A controlled version's regning statuses and (status, merknad) pairs."""
+    statuses = tuple(str(r.get("status") or "ukjent") for r in regninger_of(version))
+    return statuses, tuple(merknader_of(version))
+
+
+def _age(since: float | None, now: float) -> float:
+    return max(0.0, now - since) if since else 0.0
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:500]
@@ -341,10 +459,68 @@ def create_app(service: HealthService) -> FastAPI:
         return PlainTextResponse(await service.metrics(), media_type=CONTENT_TYPE, headers=HEADERS)
 
     @app.get("/")
-    async def status_page() -> HTMLResponse:
-        return HTMLResponse(await service.status_page(), headers=HEADERS)
+    async def status_page(q: str = "", state: str = "", retried: int = -1) -> HTMLResponse:
+        notice = f"{retried} file version(s) re-queued." if retried >= 0 else ""
+        page = await service.status_page(q[:200], state[:40], notice)
+        return HTMLResponse(page, headers=HEADERS)
+
+    @app.get("/file/{version_id}")
+    async def file_page(version_id: int, retried: int = -1) -> HTMLResponse:
+        notice = ""
+        if retried == 0:
+            notice = "Not re-queued: the file is no longer failed or rejected."
+        elif retried > 0:
+            notice = "Re-queued: the bridge takes it up within seconds."
+        page = await service.file_page(version_id, notice)
+        if page is None:
+            return HTMLResponse("no such file version", status_code=404, headers=HEADERS)
+        return HTMLResponse(page, headers=HEADERS)
+
+    @app.post("/retry/{version_id}", response_model=None)
+    async def retry_one(version_id: int, request: Request) -> HTMLResponse | RedirectResponse:
+        refused = await _refuse(service, request)
+        if refused is not None:
+            return refused
+        count = await service.retry(version_id)
+        return RedirectResponse(f"/file/{version_id}?retried={count}", 303, headers=HEADERS)
+
+    @app.post("/retry", response_model=None)
+    async def retry_all(request: Request) -> HTMLResponse | RedirectResponse:
+        refused = await _refuse(service, request)
+        if refused is not None:
+            return refused
+        count = await service.retry(None)
+        return RedirectResponse(f"/?retried={count}", 303, headers=HEADERS)
 
     return app
+
+
+async def _refuse(service: HealthService, request: Request) -> HTMLResponse | None:
+    """None when this POST comes from the status page's own form; else the 403 to send.
+
+    The form token is what another site cannot know (it cannot read the page); Host stops a
+    DNS rebinding name, Origin and Sec-Fetch-Site a cross-site form, where a browser sends them."""
+    headers = request.headers
+    host = headers.get("host", "")
+    why = ""
+    if service.allowed_hosts is not None and host.lower() not in service.allowed_hosts:
+        why = "unknown Host"
+    origin = headers.get("origin")
+    if not why and origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+        why = "cross-origin request"
+    if not why and headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        why = "cross-site request"
+    if not why:
+        form = urllib.parse.parse_qs((await request.body())[:4096].decode("latin-1"))
+        token = (form.get("csrf") or [""])[0]
+        if not hmac.compare_digest(token.encode(), service.csrf.encode()):
+            why = "missing or wrong form token"
+    if not why:
+        return None
+    log.warning("status page: refused a POST to %s (%s)", request.url.path, why)
+    return HTMLResponse(
+        "refused: use the buttons on the status page", status_code=403, headers=HEADERS
+    )
 
 
 class RunningHealth:
@@ -375,6 +551,11 @@ def start_health_server(
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     service = HealthService(source, **options)
+    if _is_loopback(host):
+        names = (
+            {host, "localhost", "127.0.0.1", "[::1]"} if host != "::1" else {"[::1]", "localhost"}
+        )
+        service.allowed_hosts = frozenset(f"{name}:{bound}" for name in names)
     config = uvicorn.Config(
         create_app(service),
         log_config=None,

@@ -35,6 +35,12 @@ class MetricsSnapshot:
     due_versions: int = 0
     oldest_unfinished_age_seconds: float = 0.0
     last_rescan_age_seconds: float | None = None
+    # (regning status, merknad nummer) -> regninger: KUHR's control results in the journal.
+    merknad_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # regning status -> regninger (godkjent, avvist …), over the same versions.
+    regning_counts: Mapping[str, int] = field(default_factory=dict)
+    # follow = payment: age of the oldest controlled claim still waiting for its payment.
+    oldest_awaiting_payment_age_seconds: float | None = None
 
 
 class Exposition:
@@ -133,9 +139,31 @@ def render_metrics(snap: MetricsSnapshot) -> str:
     out.single(
         "bkm_bridge_oldest_unfinished_age_seconds",
         "gauge",
-        "Age of the oldest file version still being worked on (0: none).",
+        "Age of the oldest file version still being worked on, up to KUHR's control result "
+        "(0: none); a claim waiting only for its payment does not count.",
         snap.oldest_unfinished_age_seconds,
     )
+    if snap.oldest_awaiting_payment_age_seconds is not None:
+        out.single(
+            "bkm_bridge_oldest_awaiting_payment_age_seconds",
+            "gauge",
+            "Age of the oldest controlled claim still waiting for its payment (0: none).",
+            snap.oldest_awaiting_payment_age_seconds,
+        )
+    out.family(
+        "bkm_bridge_kuhr_regninger",
+        "gauge",
+        "Regninger in the journal by KUHR's control result (godkjent, avvist …).",
+    )
+    for status, n in sorted(snap.regning_counts.items()):
+        out.sample("bkm_bridge_kuhr_regninger", n, {"status": status})
+    out.family(
+        "bkm_bridge_kuhr_merknader",
+        "gauge",
+        "Regninger in the journal per KUHR merknad and control result.",
+    )
+    for (status, merknad), n in sorted(snap.merknad_counts.items()):
+        out.sample("bkm_bridge_kuhr_merknader", n, {"merknad": merknad, "status": status})
     if snap.last_rescan_age_seconds is not None:
         out.single(
             "bkm_bridge_last_rescan_age_seconds",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Environment, Settings
 from bridge.core.outcomes import State
 from bridge.core.receipts import outcome_of
+from bridge.daemon.takster_refresh import TaksterRefresh, start_takster_refresh
 from bridge.daemon.watcher import FolderWatcher, IntakeOptions
 from bridge.files.fsutil import remove_abandoned_temps
 from bridge.files.production import mark_production_folders
@@ -39,6 +40,7 @@ from bridge.kuhr.target import Target
 
 if TYPE_CHECKING:  # the health server is imported when it is started (see below)
     from bridge.daemon.health import RunningHealth
+    from bridge.daemon.notify import Notifier
 
 log = logging.getLogger("bridge.runner")
 
@@ -66,6 +68,8 @@ class Runner:
         self.watcher: FolderWatcher | None = None
         self.target: Target | None = None  # once resolved
         self.health: RunningHealth | None = None  # when watch.http_port is set
+        self.notifier: Notifier | None = None  # when [notify] is configured
+        self.takster: TaksterRefresh | None = None  # keeps the takst tables fresh
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -216,6 +220,10 @@ class Runner:
                 pipeline_options(settings, time_scale=parts.speed, offload=inline_when_small),
                 prechecker=prechecker(settings, target),
             )
+            if not self.options.once:
+                self.takster = start_takster_refresh(settings, parts.sandbox_opne_data_url)
+                if self.takster is not None:
+                    stack.callback(self.takster.stop)
             watcher = self.watcher = self._make_watcher()
             watcher.start()
             stack.callback(watcher.stop)
@@ -226,6 +234,11 @@ class Runner:
 
                 self.health = start_health_server(self, watch.http_host, watch.http_port)
                 stack.callback(self.health.stop)
+            if settings.notify.enabled and not self.options.once:
+                from bridge.daemon.notify import start_notifier
+
+                self.notifier = start_notifier(self)
+                stack.callback(self.notifier.stop)
             yield self.pipeline
 
     def _remove_abandoned_temps(self) -> None:

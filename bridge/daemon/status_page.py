@@ -9,7 +9,6 @@ shown; every string still passes `redact_text`, so an identifier cannot reach th
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,9 +17,10 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from bridge.core.outcomes import BAD_STATES, GOOD_STATES, State
+from bridge.core.outcomes import BAD_STATES, GOOD_STATES, State, status_of
 from bridge.core.timezone import OSLO
-from bridge.flow.journal import Version
+from bridge.flow.journal import RETRYABLE_STATES, Event, Version
+from bridge.flow.reasons import reason_of, regninger_of
 from bridge.runtime.redaction import redact_text
 
 FINISHED = frozenset(
@@ -50,11 +50,20 @@ class StatusData:
     checks: Mapping[str, Mapping[str, Any]]
     counts: Mapping[str, int]
     versions: Sequence[Version]  # newest change first
+    # The operator's actions: the form token (None: the page shows no buttons), the search
+    # (`query`, `state`) and the versions it found (None: no search), a notice after a retry.
+    csrf: str | None = None
+    query: str = ""
+    state: str = ""
+    found: Sequence[Version] | None = None
+    notice: str = ""
 
 
 def render_status_page(data: StatusData) -> str:
     template = Template(
-        resources.files("bridge.daemon.templates").joinpath("status.html").read_text(encoding="utf-8")
+        resources.files("bridge.daemon.templates")
+        .joinpath("status.html")
+        .read_text(encoding="utf-8")
     )
     sandbox = data.environment == "sandbox"
     return template.substitute(
@@ -72,9 +81,78 @@ def render_status_page(data: StatusData) -> str:
         counts_table=_counts(data.counts),
         chart=throughput_chart(data.versions, data.now),
         rejected_regninger=_rejected_regninger(data.versions),
-        rejected_files=_rejected_files(data.versions),
-        recent_table=_recent(data.versions[:RECENT_ROWS]),
+        rejected_files=_rejected_files(data.versions, data.csrf),
+        retry_all=_retry_all_form(data.versions, data.csrf),
+        notice=f'<p class="notice" id="notice">{_e(data.notice)}</p>' if data.notice else "",
+        search_form=_search_form(data.query, data.state),
+        recent_title="Search results" if data.found is not None else "Recent files",
+        recent_table=_recent(
+            data.versions[:RECENT_ROWS] if data.found is None else data.found[:RECENT_ROWS]
+        ),
     )
+
+
+@dataclass
+class FileHistory:
+    """One file's page: every version of its path (newest first) with its events."""
+
+    environment: str
+    version: Version  # the one asked for
+    history: Sequence[tuple[Version, Sequence[Event]]]
+    csrf: str | None = None
+    notice: str = ""
+
+
+def render_file_page(data: FileHistory) -> str:
+    """A file's history: per version its content hash, state, reason and every state change
+    with its note, and the retry button when it may be retried."""
+    parts = []
+    for version, events in data.history:
+        rows = "".join(
+            f"<tr><td>{_e(_clock(ev.at))}</td><td>{_state(ev.state.value)}</td>"
+            f"<td>{_e(ev.note or '')}</td></tr>"
+            for ev in events
+        )
+        reason = reason_of(version)
+        current = ' class="current"' if version.id == data.version.id else ""
+        parts.append(
+            f'<section id="version-{version.id}"{current} data-state="{_e(version.state.value)}">'
+            f"<h2>Content <code>{_e(version.sha256[:12])}</code> · "
+            f"{_state(version.state.value)} ({_e(status_of(version.state).value)})</h2>"
+            f"<p>Seen {_e(_clock(version.created_at))} · attempts {version.attempts}"
+            + (
+                f" · behandlerkravmeldingId <code>{_e(version.behandlerkravmelding_id)}</code>"
+                if version.behandlerkravmelding_id
+                else ""
+            )
+            + "</p>"
+            + (f'<p class="reason">Reason: {_e(reason)}</p>' if reason else "")
+            + retry_button(version, data.csrf)
+            + "<table><thead><tr><th>When</th><th>State</th><th>Note</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></section>"
+        )
+    notice = f'<p class="notice" id="notice">{_e(data.notice)}</p>' if data.notice else ""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(_name(data.version))} — bkm-bridge</title><style>{FILE_PAGE_STYLE}</style>"
+        f'</head><body><header><h1 id="file-name">{_e(_name(data.version))}</h1>'
+        f"<p>{_e(data.version.path)} · {_e(data.environment)} · "
+        '<a href="/">back to the status page</a></p></header>'
+        f"<main>{notice}{''.join(parts)}</main></body></html>"
+    )
+
+
+FILE_PAGE_STYLE = (
+    "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1a202c;background:#f7fafc}"
+    "header{background:#2c5282;color:#fff;padding:12px 24px}header a{color:#fff}"
+    "main{padding:16px 24px;display:grid;gap:16px}"
+    "section{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:12px 16px}"
+    "section.current{border-color:#3182ce}h1{margin:0;font-size:20px}h2{font-size:16px}"
+    "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;"
+    "border-bottom:1px solid #edf2f7}.state{padding:0 6px;border-radius:3px;background:#edf2f7}"
+    ".state.good{background:#c6f6d5}.state.bad{background:#fed7d7}.state.busy{background:#feebc8}"
+    ".notice{background:#ebf8ff;border:1px solid #90cdf4;padding:6px 12px;margin:0}"
+)
 
 
 # --------------------------------------------------------------------------- sections
@@ -134,7 +212,7 @@ def _rejected_regninger(versions: Sequence[Version]) -> str:
     )
 
 
-def _rejected_files(versions: Sequence[Version]) -> str:
+def _rejected_files(versions: Sequence[Version], csrf: str | None = None) -> str:
     rows = []
     for version in versions:
         if version.state is State.REJECTED:
@@ -143,6 +221,8 @@ def _rejected_files(versions: Sequence[Version]) -> str:
                 for p in version.detail.problems
                 if p.is_error
             )
+        elif version.state is State.FAILED:
+            text = _e(reason_of(version))
         elif version.state is State.FEIL_I_MELDING:
             feil = (version.detail.submit or {}).get("feilmeldinger") or []
             text = "<br>".join(
@@ -152,13 +232,13 @@ def _rejected_files(versions: Sequence[Version]) -> str:
         else:
             continue
         rows.append(
-            f"<tr><td>{_e(_name(version))}</td><td>{_state(version.state.value)}</td>"
-            f"<td>{text or '—'}</td></tr>"
+            f"<tr><td>{_file_link(version)}</td><td>{_state(version.state.value)}</td>"
+            f"<td>{text or '—'}</td><td>{retry_button(version, csrf)}</td></tr>"
         )
     if not rows:
         return '<p class="empty">None.</p>'
     return (
-        "<table><thead><tr><th>File</th><th>State</th><th>Why</th></tr></thead>"
+        "<table><thead><tr><th>File</th><th>State</th><th>Why</th><th></th></tr></thead>"
         "<tbody>" + "".join(rows) + "</tbody></table>"
     )
 
@@ -167,7 +247,7 @@ def _recent(versions: Sequence[Version]) -> str:
     if not versions:
         return '<p class="empty">No files yet.</p>'
     rows = [
-        f"<tr><td>{_e(_clock(v.updated_at))}</td><td>{_e(_name(v))}</td>"
+        f'<tr data-version="{v.id}"><td>{_e(_clock(v.updated_at))}</td><td>{_file_link(v)}</td>'
         f"<td><code>{_e(v.sha256[:12])}</code></td><td>{_state(v.state.value)}</td>"
         f"<td><code>{_e(v.behandlerkravmelding_id or '')}</code></td>"
         f"<td>{_e(_outcome(v))}</td></tr>"
@@ -179,6 +259,47 @@ def _recent(versions: Sequence[Version]) -> str:
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def retry_button(version: Version, csrf: str | None) -> str:
+    """A form that re-queues this version (POST, with the page's form token), when it may be."""
+    if csrf is None or version.state not in RETRYABLE_STATES:
+        return ""
+    return (
+        f'<form method="post" action="/retry/{version.id}" class="retry">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        f'<button type="submit" id="retry-{version.id}">Retry</button></form>'
+    )
+
+
+def _retry_all_form(versions: Sequence[Version], csrf: str | None) -> str:
+    waiting = sum(1 for v in versions if v.state in RETRYABLE_STATES)
+    if csrf is None or not waiting:
+        return ""
+    return (
+        '<form method="post" action="/retry" class="retry">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        f'<button type="submit" id="retry-all">Retry all failed and rejected ({waiting})'
+        "</button></form>"
+    )
+
+
+def _search_form(query: str, state: str) -> str:
+    options = ['<option value="">any state</option>'] + [
+        f'<option value="{s.value}"{" selected" if s.value == state else ""}>{s.value}</option>'
+        for s in State
+    ]
+    return (
+        '<form method="get" action="/" id="search">'
+        f'<input type="search" name="q" value="{_e(query)}" '
+        'placeholder="file name, behandlerkravmeldingId or sha256">'
+        f'<select name="state">{"".join(options)}</select>'
+        '<button type="submit">Search</button></form>'
+    )
+
+
+def _file_link(version: Version) -> str:
+    return f'<a href="/file/{version.id}">{_e(_name(version))}</a>'
 
 
 def _outcome(version: Version) -> str:
@@ -262,16 +383,7 @@ def throughput_chart(versions: Sequence[Version], now: float, hours: int = 24) -
 
 
 def _regninger(version: Version) -> list[dict[str, Any]]:
-    """KUHR's per-regning results for this version (from the stored status details)."""
-    raw = version.detail.details
-    if not raw:
-        return []
-    try:
-        details = json.loads(raw) if isinstance(raw, str) else raw
-        main = (details.get("behandlerkravmeldinger") or [])[0]
-        return list((main.get("innsending") or {}).get("regninger") or [])
-    except (ValueError, AttributeError, IndexError, TypeError):
-        return []
+    return regninger_of(version)
 
 
 def _name(version: Version) -> str:

@@ -412,6 +412,20 @@ _INOTIFY = sys.platform.startswith("linux")
 _SHARE_MODES = sys.platform == "win32"
 
 
+class _StopNoise(logging.Filter):
+    """Drops watchdog's "queue_events() called when the thread is inactive" ERROR: its inotify
+    emitter logs it when it is stopped while a read is in progress (the emitter's own stop
+    closed the queue under it), which is every clean shutdown that meets an event in flight.
+    Nothing is lost: the watcher is stopping, and a restart rescans the folders."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("InotifyEmitter.queue_events() called when")
+
+
+_STOP_NOISE = _StopNoise()
+logging.getLogger("watchdog.observers.inotify").addFilter(_STOP_NOISE)  # the same object: once
+
+
 def _new_observer(polling: bool, interval: float) -> BaseObserver:
     if polling:
         return PollingObserver(timeout=interval)

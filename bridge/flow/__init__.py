@@ -1,7 +1,8 @@
 """One file version through the journal: the journal (`journal`) and its typed record
 (`records`), the pipeline's steps (`pipeline`, with `options`), reconciliation with KUHR
-(`reconcile`), receipt delivery (`delivery`), the pre-control step (`precheck`), and the one
-place that builds these parts from the settings (`assembly`).
+(`reconcile`), why a version stands where it does (`reasons`), receipt delivery (`delivery`),
+the pre-control step (`precheck`), and the one place that builds these parts from the
+settings (`assembly`).
 """
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "options",
     "pipeline",
     "precheck",
+    "reasons",
     "reconcile",
     "records",
 ]

@@ -53,6 +53,7 @@ class KuhrParts:
     tokens: TokenProvider
     speed: float  # the sandbox clock's speed (1.0 elsewhere)
     client_options: dict[str, Any] = field(default_factory=dict)
+    sandbox_opne_data_url: str | None = None  # the sandbox's copy of Helfo's open data API
 
     def async_client(self, **overrides: Any) -> AsyncKuhrClient:
         return AsyncKuhrClient(
@@ -90,6 +91,7 @@ def kuhr_parts(settings: Settings, served: Served) -> KuhrParts:
         tokens=token_provider_for(target, settings),
         speed=served.speed,
         client_options=client_options(settings, target),
+        sandbox_opne_data_url=(served.info or {}).get("opne_data_url"),
     )
 
 

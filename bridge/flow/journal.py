@@ -47,6 +47,8 @@ SENT_STATES = frozenset(
         State.NO_PAYMENT,
     }
 )
+# States an operator may send back to the start (`requeue`).
+RETRYABLE_STATES = frozenset({State.FAILED, State.REJECTED})
 # States that end the work on a version, whatever is configured to follow.
 TERMINAL_STATES = frozenset(
     {
@@ -200,6 +202,11 @@ class JournalError(BridgeError):
 
 def _due_order(row: sqlite3.Row) -> tuple[float, int]:
     return row["due_at"], row["id"]
+
+
+def _escape_like(text: str) -> str:
+    """`text` taken literally in a LIKE pattern with ESCAPE '!'."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def part_of(sha256: str, parts: int) -> int:
@@ -619,10 +626,112 @@ class Journal:
             )
 
     def requeue(self, version_id: int, *, note: str) -> Version:
-        """Operator's retry: a failed or rejected version goes back to the start."""
+        """Operator's retry: a failed or rejected version goes back to the start. The state is
+        checked in the same transaction as the move, so two retries of one version (two clicks,
+        two operators) re-queue it once: the second finds it no longer failed or rejected."""
         version = self.get(version_id)
-        if version.state not in {State.FAILED, State.REJECTED}:
+        if version.state not in RETRYABLE_STATES:
             raise JournalError(
                 f"{version.path} is {version.state}; only failed or rejected files can be retried"
             )
-        return self.transition(version_id, State.SEEN, note=note, attempts=0, due_at=0.0)
+        return self.transition(
+            version_id, State.SEEN, note=note, expect=RETRYABLE_STATES, attempts=0, due_at=0.0
+        )
+
+    def requeue_all(self, *, note: str, states: Iterable[State] = ()) -> list[Version]:
+        """Operator's "retry all": every failed or rejected version (or those of `states`, a
+        subset) goes back to the start, each once; versions moved meanwhile are left alone."""
+        wanted = set(states) & RETRYABLE_STATES if states else RETRYABLE_STATES
+        moved = []
+        for version in self.versions(wanted):
+            try:
+                moved.append(self.requeue(version.id, note=note))
+            except JournalError:
+                continue  # someone else moved it in between
+        return moved
+
+    # ------------------------------------------------------------------ the operator's view
+
+    def search(
+        self,
+        text: str | None = None,
+        states: Iterable[State] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[Version]:
+        """Versions whose path contains `text` (case-insensitive) or whose
+        behandlerkravmeldingId or sha256 starts with it, in `states`; newest change first."""
+        sql = "SELECT * FROM versions WHERE 1 = 1"
+        args: list[Any] = []
+        if states is not None:
+            wanted = [s.value for s in states]
+            sql += f" AND state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        if text:
+            escaped = _escape_like(text)
+            sql += (
+                " AND (path LIKE ? ESCAPE '!' OR behandlerkravmelding_id LIKE ? ESCAPE '!'"
+                " OR sha256 LIKE ? ESCAPE '!')"
+            )
+            args += [f"%{escaped}%", f"{escaped}%", f"{escaped.lower()}%"]
+        sql += " ORDER BY updated_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Version.from_row(r) for r in self._db().execute(sql, args)]
+
+    def count_due(self, states: Iterable[State], *, now: float | None = None) -> int:
+        """How many versions `due` would offer now, counted in SQL (for a gauge: a lease of a
+        process that died is counted as held until it expires)."""
+        now = self._clock() if now is None else now
+        wanted = [s.value for s in states]
+        sql, args = self._in_part(
+            f"SELECT COUNT(*) FROM versions WHERE state IN ({','.join('?' * len(wanted))})"
+            " AND due_at <= ? AND (lease_until < ? OR lease_owner = ?)",
+            [*wanted, now, now, self.owner],
+        )
+        return int(self._db().execute(sql, args).fetchone()[0])
+
+    def stamps(self, states: Iterable[State]) -> list[tuple[int, float, float]]:
+        """(id, created_at, updated_at) of the versions in `states`: enough to tell which of
+        them changed since a reader last parsed them (their details are not read)."""
+        wanted = [s.value for s in states]
+        rows = self._db().execute(
+            "SELECT id, created_at, updated_at FROM versions "
+            f"WHERE state IN ({','.join('?' * len(wanted))})",
+            wanted,
+        )
+        return [(int(i), float(c), float(u)) for i, c, u in rows]
+
+    def history(self, version_id: int) -> list[tuple[Version, list[Event]]]:
+        """Every version of this version's path (newest first), each with its events: what
+        happened to the file, content by content."""
+        version = self.get(version_id)
+        rows = self._db().execute(
+            "SELECT * FROM versions WHERE path = ? ORDER BY id DESC", (version.path,)
+        )
+        return [(v, self.events(v.id)) for v in (Version.from_row(r) for r in rows)]
+
+    def events_since(
+        self, after_rowid: int, states: Iterable[State]
+    ) -> list[tuple[int, Version, Event]]:
+        """Events in `states` recorded after event row `after_rowid`, oldest first, each with
+        its row id and its version (for notifications: what happened since the last look)."""
+        wanted = [s.value for s in states]
+        rows = (
+            self._db()
+            .execute(
+                "SELECT rowid, version_id, at, state, note FROM events "
+                f"WHERE rowid > ? AND state IN ({','.join('?' * len(wanted))}) ORDER BY rowid",
+                (after_rowid, *wanted),
+            )
+            .fetchall()
+        )
+        return [
+            (rowid, self.get(version_id), Event(at, State(state), note))
+            for rowid, version_id, at, state, note in rows
+        ]
+
+    def last_event_rowid(self) -> int:
+        row = self._db().execute("SELECT MAX(rowid) FROM events").fetchone()
+        return int(row[0] or 0)
