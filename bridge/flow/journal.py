@@ -91,6 +91,10 @@ CREATE TABLE IF NOT EXISTS events (
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS events_version ON events (version_id);
+CREATE TABLE IF NOT EXISTS marks (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
 """
 # Journals written before `receipts_pending` existed gain the column on open.
 _RECEIPTS_COLUMN = "ALTER TABLE versions ADD COLUMN receipts_pending INTEGER NOT NULL DEFAULT 0"
@@ -436,6 +440,19 @@ class Journal:
             .fetchone()
         )
         return row[0] if row else None
+
+    def mark(self, name: str) -> float | None:
+        """A named moment the journal keeps across runs (e.g. when KUHR was last swept)."""
+        row = self._db().execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_mark(self, name: str, value: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO marks (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
 
     # ------------------------------------------------------------------ writing
 
