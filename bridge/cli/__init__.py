@@ -16,5 +16,6 @@ __all__ = [
     "precheck",
     "service",
     "settings",
+    "sweep",
     "watch",
 ]
