@@ -123,7 +123,7 @@ class Sweeper:
         self.delivery = delivery
         self.follow = follow
         self.lease_seconds = lease_seconds
-        self._now = clock
+        self.clock = clock
         self._lock = asyncio.Lock()
 
     async def sweep(self) -> SweepResult:
@@ -131,7 +131,7 @@ class Sweeper:
         nothing was changed, and the next sweep tries again."""
         async with self._lock:
             result = await self._sweep()
-            self.journal.set_mark(LAST_SWEEP_MARK, self._now())
+            self.journal.set_mark(LAST_SWEEP_MARK, self.clock())
             level = logging.INFO if result.checked else logging.DEBUG
             log.log(level, "sweep: %s", result.summary())
             return result
@@ -197,7 +197,7 @@ class Sweeper:
                 state,
                 detail={"details": stored, "kuhr_fingerprint": now_said},
                 # Not final (a rebehandling still in control): the pipeline follows it again.
-                due_at=NEVER if final else self._now(),
+                due_at=NEVER if final else self.clock(),
                 note=_note(entries, rebehandlinger) if changed else None,
                 receipts=changed,
             )
@@ -221,7 +221,7 @@ async def sweep_periodically(
     after the last one the journal remembers (at once if there was none), so a daemon that
     restarts often still sweeps on schedule. A failed sweep is tried again after `retry`."""
     last = sweeper.journal.mark(LAST_SWEEP_MARK)
-    wait = 0.0 if last is None else max(0.0, last + interval - sweeper._now())
+    wait = 0.0 if last is None else max(0.0, last + interval - sweeper.clock())
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=wait)
