@@ -240,3 +240,29 @@ def test_a_claim_missing_from_the_overview_is_counted_and_left_alone(
         assert journal.get(version.id).detail == before.detail
 
     run(sandbox, tmp_path, body)
+
+
+def test_receipts_of_an_archived_original_are_rewritten_in_the_archive(
+    tmp_path: Path, sandbox
+) -> None:
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    claim = inbox / "krav.xml"
+    inbox.mkdir()
+    shutil.copyfile(SEED, claim)
+
+    async def body(pipeline: Pipeline, sweeper: Sweeper, _journal: Journal) -> None:
+        pipeline.offer(claim, inbox)
+        await settle(pipeline)
+        admin(sandbox, "clock", {"speed": 0})
+        archived = archive / "krav.xml"
+        assert archived.is_file() and not claim.exists()
+        melding_id = receipt(archived)["behandlerkravmeldingId"]
+        admin(sandbox, "rebehandling", {"behandlerkravmeldingId": melding_id})
+        admin(sandbox, "clock", {"advance_seconds": 120})
+        result = await sweeper.sweep()
+        assert result.rewritten == 1
+        assert receipt(archived)["kontrollresultat"] == "godkjent"
+        assert '<Status V="1"' in apprec(archived)
+        assert sorted(p.name for p in inbox.iterdir()) == []  # nothing left behind
+
+    run(sandbox, tmp_path, body, archive_dir=archive)
