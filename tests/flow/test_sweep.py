@@ -22,8 +22,8 @@ from bridge.core.outcomes import State
 from bridge.flow.journal import Journal
 from bridge.flow.options import NEVER, PipelineOptions
 from bridge.flow.pipeline import Pipeline
-from bridge.flow.sweep import LAST_SWEEP_MARK, Sweeper
-from bridge.kuhr.client import AsyncKuhrClient
+from bridge.flow.sweep import LAST_SWEEP_MARK, Sweeper, sweep_periodically
+from bridge.kuhr.client import AsyncKuhrClient, KuhrUnavailable
 from bridge.kuhr.target import client_options, resolve_target, token_provider_for
 from bridge.sandbox import start_sandbox
 
@@ -65,9 +65,11 @@ def apprec_id(path: Path) -> str:
     return found.group(1)
 
 
-def run(sandbox, tmp_path: Path, body, **options: Any) -> Any:
+def run(sandbox, tmp_path: Path, body, settings_extra: dict[str, Any] | None = None, **options):
     """Run `body(pipeline, sweeper, journal)` with a fresh pipeline and sweeper."""
-    settings = load_settings(None, {"kuhr.sandbox_state_dir": tmp_path / "sandbox"})
+    settings = load_settings(
+        None, {"kuhr.sandbox_state_dir": tmp_path / "sandbox", **(settings_extra or {})}
+    )
     target = resolve_target(settings, sandbox.info)
 
     async def main() -> Any:
@@ -266,3 +268,55 @@ def test_receipts_of_an_archived_original_are_rewritten_in_the_archive(
         assert sorted(p.name for p in inbox.iterdir()) == []  # nothing left behind
 
     run(sandbox, tmp_path, body, archive_dir=archive)
+
+
+def test_kuhr_unavailable_changes_nothing_and_the_next_sweep_tries_again(
+    tmp_path: Path, sandbox
+) -> None:
+    inbox = tmp_path / "inbox"
+    [path] = write_claims(inbox, range(1))
+
+    async def body(pipeline: Pipeline, sweeper: Sweeper, journal: Journal) -> None:
+        version = pipeline.offer(path, inbox)
+        assert version is not None
+        await settle(pipeline)
+        before = journal.get(version.id)
+        admin(sandbox, "faults", {"error_rate": 1.0, "error_statuses": [503]})
+        with pytest.raises(KuhrUnavailable):
+            await sweeper.sweep()
+        assert journal.mark(LAST_SWEEP_MARK) is None  # not counted as a sweep
+        assert journal.get(version.id).detail == before.detail
+        admin(sandbox, "faults", {})
+        assert (await sweeper.sweep()).checked == 1
+        assert journal.mark(LAST_SWEEP_MARK) is not None
+
+    run(sandbox, tmp_path, body, settings_extra={"kuhr.max_attempts": 1})
+
+
+def test_the_schedule_counts_from_the_last_sweep_the_journal_remembers(
+    tmp_path: Path, sandbox
+) -> None:
+    """A daemon restarted often still sweeps on schedule: never at every start, never not at
+    all."""
+
+    async def for_a_moment(sweeper: Sweeper, interval: float) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sweep_periodically(sweeper, interval, stop))
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+    async def body(_pipeline: Pipeline, sweeper: Sweeper, journal: Journal) -> None:
+        await for_a_moment(sweeper, 3600)  # never swept: at once
+        first = journal.mark(LAST_SWEEP_MARK)
+        assert first is not None
+        await for_a_moment(sweeper, 3600)  # swept a moment ago: not again
+        assert journal.mark(LAST_SWEEP_MARK) == first
+        journal.set_mark(LAST_SWEEP_MARK, first - 3600)  # an hour ago: due
+        await for_a_moment(sweeper, 3600)
+        later = journal.mark(LAST_SWEEP_MARK)
+        assert later is not None and later > first
+        await for_a_moment(sweeper, 0.1)  # every 0.1 s: several in 0.3 s
+        assert (journal.mark(LAST_SWEEP_MARK) or 0) > later
+
+    run(sandbox, tmp_path, body)
