@@ -14,6 +14,7 @@ sweep with no final claim in the journal reads nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from decimal import Decimal
 from bridge.core.model import BehandlerkravmeldingStatus, dump_json
 from bridge.core.outcomes import State
 from bridge.flow.delivery import Delivery
-from bridge.flow.journal import Journal, Version
+from bridge.flow.journal import Journal, JournalError, Version
 from bridge.flow.options import NEVER
 from bridge.flow.pipeline import TRANSIENT_ERRORS, kuhr_state
 from bridge.kuhr.client import AsyncKuhrClient, original_first
@@ -160,15 +161,23 @@ class Sweeper:
             now_said = fingerprint(found)
             if now_said == _last_said(version):
                 if version.detail.kuhr_fingerprint is None:  # kept from now on
-                    self.journal.transition(
-                        version.id, version.state, detail={"kuhr_fingerprint": now_said}
-                    )
+                    self._keep(version, now_said)
                 continue
             result.changed += 1
             praksis = version.praksis_id or "?"
             result.praksiser[praksis] = result.praksiser.get(praksis, 0) + 1
             await self._refresh(version, now_said, result)
         return result
+
+    def _keep(self, version: Version, now_said: str) -> None:
+        # Moved on meanwhile (JournalError): its next final state is swept again.
+        with contextlib.suppress(JournalError):
+            self.journal.transition(
+                version.id,
+                version.state,
+                expect=[version.state],
+                detail={"kuhr_fingerprint": now_said},
+            )
 
     async def _refresh(self, version: Version, now_said: str, result: SweepResult) -> None:
         """Details of a claim whose overview rows changed; receipts rewritten if they did."""
