@@ -73,6 +73,12 @@ async def _sweep(settings: Settings) -> SweepResult:
 
     async with AsyncExitStack() as stack:
         parts = open_kuhr(settings, stack)
+        if parts.target.embedded:
+            print(
+                "sweep: SANDBOX (embedded): a sandbox started for this command knows none of "
+                "the watcher's claims; set kuhr.sandbox_state_dir to the sandbox it uses",
+                file=sys.stderr,
+            )
         kuhr = parts.async_client()
         stack.push_async_callback(kuhr.aclose)
         journal = open_watch_journal(settings)
