@@ -2,7 +2,7 @@
 admin API reaches the receipt and the AppRec of a claim already final, within one sweep.
 
 The sandbox runs standalone (its own state dir) at ×120, so the test can stop and move its
-clock; the daemon's sweep interval is in the sandbox's time (240 s there: 2 s here)."""
+clock; the daemon's sweep interval is in the sandbox's time (360 s there: 3 s here)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from bridge.config import ConfigError, load_settings
 from bridge.daemon.runner import Runner, RunOptions
 from bridge.sandbox import start_sandbox
 
-SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
+# The morning after the seed's claims: KUHR's 16:00 vedtak run is hours (of the sandbox's
+# time) away, so only the rebehandling changes anything while a test runs.
+SEED_CLOCK = datetime.fromisoformat("2026-01-07T08:00:00+01:00")
 SPEED = 120
 
 
@@ -97,7 +99,7 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
     caplog.set_level(logging.INFO, logger="bridge.sweep")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = settings_for(tmp_path, **{"kuhr.sweep_interval": "240s"})
+    settings = settings_for(tmp_path, **{"kuhr.sweep_interval": "6m"})
     runner = Runner(settings, RunOptions(folders=(inbox,)))
     runner.start()
     try:

@@ -33,7 +33,9 @@ PRAKSIS = "1004326178"
 
 @pytest.fixture
 def sandbox(tmp_path: Path):
-    clock = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
+    # The morning after the claims: KUHR's 16:00 vedtak run is hours of the sandbox's time
+    # away, so nothing but what a test does changes while it runs.
+    clock = datetime.fromisoformat("2026-01-07T08:00:00+01:00")
     with start_sandbox(state_dir=tmp_path / "sandbox", clock=clock, speed=120) as running:
         yield running
 
@@ -205,7 +207,7 @@ def test_a_payment_after_the_control_reaches_the_receipt(tmp_path: Path, sandbox
         await settle(pipeline)
         admin(sandbox, "clock", {"speed": 0})
         assert receipt(path)["vedtak"] is None
-        admin(sandbox, "clock", {"advance_seconds": 5 * 24 * 3600})  # 16:00, then paid
+        admin(sandbox, "clock", {"advance_seconds": 7 * 24 * 3600})  # 16:00, then paid
         result = await sweeper.sweep()
         assert (result.changed, result.rewritten, result.details_reads) == (1, 1, 1)
         paid = receipt(path)
