@@ -12,8 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from support.kuhr import FIXTURES
+from support.kuhr import FIXTURES, seed_melding
 
+from bridge.core.model import dump_json
+from bridge.core.outcomes import State
+from bridge.flow.journal import Journal
+from bridge.flow.reconcile import Reconciler
 from bridge.kuhr.client import AsyncKuhrClient, KuhrResponseError
 
 DOCS_OVERVIEW = json.loads((FIXTURES / "overview-docs-example.json").read_text(encoding="utf-8"))
@@ -101,3 +105,44 @@ def test_details_put_the_original_first_by_the_rebehandling_flag() -> None:
             return [m.innsendingId for m in details.behandlerkravmeldinger]
 
     assert asyncio.run(main()) == ["1", "3", "4"]
+
+
+def test_a_claim_kuhr_has_is_found_although_another_overview_entry_is_malformed(
+    tmp_path,
+) -> None:
+    """DUPLIKAT_KRAV matching and recovery after a lost journal read the overview: one bad
+    entry there no longer hides the claim that is."""
+    melding = seed_melding()
+    guids = [r.guid for r in melding.behandlerkrav.regninger]
+    ours = {
+        **DOCS_OVERVIEW["behandlerkravmeldinger"][0],
+        "behandlerkravmeldingId": "ours",
+        "sumKravbelop": 434,
+        "antallRegninger": 3,
+    }
+    overview = {"behandlerkravmeldinger": [DOCS_OVERVIEW["behandlerkravmeldinger"][1], ours]}
+    results = [{"status": "behandles", "guid": g} for g in guids]
+    details = {"behandlerkravmeldinger": [{**ours, "innsending": {"regninger": results}}]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/data/behandlerkravmelding"):
+            return httpx.Response(200, json=overview)
+        assert request.url.path.endswith("/data/behandlerkravmelding/ours")
+        return httpx.Response(200, json=details)
+
+    journal = Journal(tmp_path / "journal.db")
+    version, _ = journal.record_seen("/inbox/krav.xml", "ab" * 32, 10)
+    version = journal.transition(
+        version.id, State.SUBMITTING, detail={"claim": dump_json(melding, indent=None)}
+    )
+
+    async def main() -> str | None:
+        transport = httpx.MockTransport(handler)
+        async with AsyncKuhrClient("http://kuhr.test", StaticTokens(), transport=transport) as c:
+            reconciler = Reconciler(journal, c, environment="sandbox", clock=lambda: 0.0)
+            return await reconciler.find(version, melding)
+
+    try:
+        assert asyncio.run(main()) == "ours"
+    finally:
+        journal.close()
