@@ -7,10 +7,10 @@ clock; the daemon's sweep interval is in the sandbox's time (360 s there: 3 s he
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,14 +94,33 @@ def rebehandlet(receipt: dict[str, Any]) -> bool:
 
 
 def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
-    tmp_path: Path, sandbox, caplog
+    tmp_path: Path, sandbox
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.sweep")
+    """`bkm-bridge watch` as it runs on a server (a process of its own, stopped by SIGTERM)."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = settings_for(tmp_path, **{"kuhr.sweep_interval": "6m"})
-    runner = Runner(settings, RunOptions(folders=(inbox,)))
-    runner.start()
+    log_file = tmp_path / "bridge.log"
+    env = {
+        **os.environ,
+        "BKM_BRIDGE_KUHR__SANDBOX_STATE_DIR": str(tmp_path / "sandbox"),
+        "BKM_BRIDGE_KUHR__SWEEP_INTERVAL": "6m",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "watch",
+        str(inbox),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--quiet-seconds",
+        "0.2",
+        "--log-file",
+        str(log_file),
+    ]
+    daemon = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # fmt: skip
     try:
         claim = inbox / "krav.xml"
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", claim)
@@ -127,10 +146,12 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
         status, new_id = apprec_of(claim)
         assert status == "1" and new_id != old_id
     finally:
-        runner.stop()
-    changed = [r.getMessage() for r in caplog.records if "changed at KUHR:" in r.getMessage()]
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    logged = log_file.read_text(encoding="utf-8")
+    changed = [line for line in logged.splitlines() if "changed at KUHR:" in line]
     assert len(changed) == 1 and "krav.xml" in changed[0]
-    assert "47908702367" not in "\n".join(r.getMessage() for r in caplog.records)
+    assert "47908702367" not in logged
 
 
 def test_sweep_command_on_demand(tmp_path: Path, sandbox) -> None:
