@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bridge.core.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
 from bridge.core.legacy.read import Envelope
@@ -702,7 +702,9 @@ class Pipeline:
 
 
 def kuhr_state(
-    current: State, entries: list[BehandlerkravmeldingStatus], follow: str
+    current: State,
+    entries: list[BehandlerkravmeldingStatus],
+    follow: Literal["control", "payment"],
 ) -> tuple[State, bool]:
     """The journal state KUHR's details say (and whether following the claim ends there).
 

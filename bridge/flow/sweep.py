@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from bridge.core.model import BehandlerkravmeldingStatus, dump_json
 from bridge.core.outcomes import State
@@ -115,7 +116,7 @@ class Sweeper:
         kuhr: AsyncKuhrClient,
         delivery: Delivery,
         *,
-        follow: str = "control",
+        follow: Literal["control", "payment"] = "control",
         lease_seconds: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
