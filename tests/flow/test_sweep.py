@@ -122,6 +122,8 @@ def test_a_rebehandling_reaches_the_receipt_and_apprec_of_a_final_claim(
         result = await sweeper.sweep()
         assert (result.checked, result.changed, result.rewritten) == (4, 0, 0)
         assert reads(sandbox) == (start[0] + 1, start[1])
+        # What KUHR said is kept per claim (a journal that never swept compared its details).
+        assert all(journal.get(v.id).detail.kuhr_fingerprint for v in versions if v)
 
         # KUHR re-runs the control and approves every regning; its control takes seconds.
         melding_id = before["behandlerkravmeldingId"]
