@@ -35,6 +35,7 @@ from typing import Any
 
 from bridge.core.outcomes import State
 from bridge.errors import BridgeError
+from bridge.flow.options import NEVER
 from bridge.flow.records import EMPTY, Detail
 
 # States after which the claim is at KUHR (or may be: `submitting` is in flight).
@@ -409,6 +410,20 @@ class Journal:
             for cursor in cursors:
                 cursor.close()
         return found
+
+    def final_at_kuhr(
+        self, states: Iterable[State], *, after_id: int = 0, limit: int = 500
+    ) -> list[Version]:
+        """Versions in these states that KUHR has (a behandlerkravmelding_id) and nothing is
+        scheduled for (due never), by id after `after_id`: one page of at most `limit`."""
+        wanted = [s.value for s in states]
+        rows = self._db().execute(
+            f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) "
+            "AND behandlerkravmelding_id IS NOT NULL AND due_at >= ? AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (*wanted, NEVER, after_id, limit),
+        )
+        return [Version.from_row(row) for row in rows]
 
     def next_due(self, states: Iterable[State]) -> float | None:
         """When the earliest of these versions is due (None: none is scheduled)."""

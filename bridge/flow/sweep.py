@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -56,6 +56,7 @@ OVERVIEW_FIELDS = frozenset(
     }
 )
 LAST_SWEEP_MARK = "last_sweep_at"  # the journal's mark: when the last sweep finished
+PAGE_SIZE = 500  # final claims read from the journal at a time
 
 
 def fingerprint(rows: list[BehandlerkravmeldingStatus]) -> str:
@@ -140,35 +141,63 @@ class Sweeper:
 
     async def _sweep(self) -> SweepResult:
         result = SweepResult()
-        versions = [
-            v
-            for v in self.journal.versions(SWEPT_STATES)
-            if v.behandlerkravmelding_id and v.due_at >= NEVER
-        ]
-        if not versions:
+        # The journal is read a page at a time, twice (the overview's first day, then the
+        # comparison): a journal of many thousand claims is neither held in memory at once
+        # nor read without letting the daemon's other work run in between.
+        pages = 0
+        fom: date | None = None
+        whole = False  # a claim without KUHR's receipt time on record: the whole overview
+        async for page in self._pages():
+            pages += 1
+            oldest = _oldest_received(page)
+            if oldest is None:
+                whole = True
+            elif fom is None or oldest < fom:
+                fom = oldest
+        if not pages:
             return result
-        overview = await self.kuhr.hent_status(fom=_oldest_received(versions))
+        overview = await self.kuhr.hent_status(fom=None if whole else fom)
         result.overview_reads += 1
         rows: dict[str, list[BehandlerkravmeldingStatus]] = defaultdict(list)
         for row in overview.behandlerkravmeldinger:
             rows[row.behandlerkravmeldingId].append(row)
-        for version in versions:
-            assert version.behandlerkravmelding_id is not None
-            result.checked += 1
-            found = rows.get(version.behandlerkravmelding_id)
-            if not found:
-                result.missing += 1
-                continue
-            now_said = fingerprint(found)
-            if now_said == _last_said(version):
-                if version.detail.kuhr_fingerprint is None:  # kept from now on
-                    self._keep(version, now_said)
-                continue
-            result.changed += 1
-            praksis = version.praksis_id or "?"
-            result.praksiser[praksis] = result.praksiser.get(praksis, 0) + 1
-            await self._refresh(version, now_said, result)
+        async for page in self._pages():
+            for version in page:
+                await self._compare(version, rows, result)
         return result
+
+    async def _pages(self) -> AsyncIterator[list[Version]]:
+        after = 0
+        while True:
+            page = self.journal.final_at_kuhr(SWEPT_STATES, after_id=after, limit=PAGE_SIZE)
+            if not page:
+                return
+            yield page
+            after = page[-1].id
+            await asyncio.sleep(0)  # the pipeline's steps run between two pages
+
+    async def _compare(
+        self,
+        version: Version,
+        rows: dict[str, list[BehandlerkravmeldingStatus]],
+        result: SweepResult,
+    ) -> None:
+        """One final claim against its overview rows; its details read if they changed."""
+        assert version.behandlerkravmelding_id is not None
+        result.checked += 1
+        found = rows.get(version.behandlerkravmelding_id)
+        if not found:
+            result.missing += 1
+            return
+        now_said = fingerprint(found)
+        if now_said == _last_said(version):
+            if version.detail.kuhr_fingerprint is None:  # kept from now on
+                self._keep(version, now_said)
+            return
+        result.changed += 1
+        praksis = version.praksis_id or "?"
+        result.praksiser[praksis] = result.praksiser.get(praksis, 0) + 1
+        await self._refresh(version, now_said, result)
 
     def _keep(self, version: Version, now_said: str) -> None:
         # Moved on meanwhile (JournalError): its next final state is swept again.

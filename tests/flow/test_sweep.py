@@ -19,6 +19,7 @@ from support.paths import FIXTURES
 from bridge.config import load_settings
 from bridge.core.model import load_json
 from bridge.core.outcomes import State
+from bridge.flow import sweep
 from bridge.flow.journal import Journal
 from bridge.flow.options import NEVER, PipelineOptions
 from bridge.flow.pipeline import Pipeline
@@ -97,9 +98,11 @@ async def settle(pipeline: Pipeline) -> None:
     await asyncio.wait_for(pipeline.run_until_settled(), timeout=60)
 
 
+@pytest.mark.parametrize("page_size", [500, 3])  # 3: the journal read in pages of 3 claims
 def test_a_rebehandling_reaches_the_receipt_and_apprec_of_a_final_claim(
-    tmp_path: Path, sandbox
+    tmp_path: Path, sandbox, monkeypatch, page_size: int
 ) -> None:
+    monkeypatch.setattr(sweep, "PAGE_SIZE", page_size)
     inbox = tmp_path / "inbox"
     claim = inbox / "krav.xml"
     others = write_claims(inbox, range(3))
