@@ -94,6 +94,7 @@ class SweepResult:
     changed: int = 0  # of those, claims whose overview rows changed
     rewritten: int = 0  # claims whose receipts were rewritten (their details changed)
     missing: int = 0  # final claims the overview did not list (or listed unreadably)
+    unreadable: int = 0  # overview entries left out because they could not be read
     overview_reads: int = 0
     details_reads: int = 0
     failed: int = 0  # claims whose details could not be read (tried again next sweep)
@@ -102,7 +103,8 @@ class SweepResult:
     def summary(self) -> str:
         return (
             f"{self.checked} claim(s) checked, {self.changed} changed at KUHR, "
-            f"{self.rewritten} receipt(s) rewritten, {self.missing} not in the overview, "
+            f"{self.rewritten} receipt(s) rewritten, {self.missing} not in the overview "
+            f"({self.unreadable} unreadable entries), "
             f"{self.failed} failed ({self.overview_reads} overview read(s), "
             f"{self.details_reads} details read(s))"
         )
@@ -156,8 +158,10 @@ class Sweeper:
                 fom = oldest
         if not pages:
             return result
+        skipped = self.kuhr.counters.unreadable_entries
         overview = await self.kuhr.hent_status(fom=None if whole else fom)
         result.overview_reads += 1
+        result.unreadable = self.kuhr.counters.unreadable_entries - skipped
         rows: dict[str, list[BehandlerkravmeldingStatus]] = defaultdict(list)
         for row in overview.behandlerkravmeldinger:
             rows[row.behandlerkravmeldingId].append(row)

@@ -5,8 +5,10 @@ the sandbox itself (its overview and details requests)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from bridge.config import load_settings
 from bridge.core.model import load_json
 from bridge.core.outcomes import State
 from bridge.flow import sweep
+from bridge.flow.delivery import Delivery
 from bridge.flow.journal import Journal
 from bridge.flow.options import NEVER, PipelineOptions
 from bridge.flow.pipeline import Pipeline
@@ -327,3 +330,59 @@ def test_the_schedule_counts_from_the_last_sweep_the_journal_remembers(
         assert (journal.mark(LAST_SWEEP_MARK) or 0) > later
 
     run(sandbox, tmp_path, body)
+
+
+def test_a_malformed_overview_entry_leaves_its_claim_alone_and_the_others_are_swept(
+    tmp_path: Path,
+) -> None:
+    """KUHR's answer served through httpx's transport swap (the sandbox writes no malformed
+    entry): the docs' own example time `2026-01-0615:30:29+01:00` in one claim's row."""
+    row = {
+        "behandlerkravmeldingId": "a",
+        "meldingsstatus": "ferdig_behandlet",
+        "kontrollstatus": "ferdig_kontrollert",
+        "utbetalingsstatus": "ikke_sendt_til_utbetaling",
+        "praksisId": PRAKSIS,
+        "mottattidspunkt": "2026-01-06T15:45:57+01:00",
+        "sumKravbelop": 64,
+        "antallRegninger": 1,
+    }
+    bad = {**row, "behandlerkravmeldingId": "b", "mottattidspunkt": "2026-01-0615:30:29+01:00"}
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(f"{request.url.path}?{request.url.query.decode()}")
+        return httpx.Response(200, json={"behandlerkravmeldinger": [row, bad]})
+
+    class Tokens:
+        async def auth_headers(self, method: str, url: str) -> dict[str, str]:
+            return {"Authorization": "Bearer t"}
+
+        def invalidate(self, token: str | None = None) -> None:
+            pass
+
+    journal = Journal(tmp_path / "journal.db")
+    for melding_id in ("a", "b"):
+        version, _ = journal.record_seen(f"/inbox/{melding_id}.xml", melding_id * 64, 1)
+        details = json.dumps({"behandlerkravmeldinger": [{**row, "behandlerkravmeldingId": "a"}]})
+        journal.transition(
+            version.id,
+            State.CONTROLLED,
+            behandlerkravmelding_id=melding_id,
+            due_at=NEVER,
+            detail={"details": details.replace('"a"', f'"{melding_id}"')},
+        )
+
+    async def main() -> sweep.SweepResult:
+        transport = httpx.MockTransport(handler)
+        async with AsyncKuhrClient("http://kuhr.test", Tokens(), transport=transport) as kuhr:
+            delivery = Delivery(journal, PipelineOptions(), clock=time.time)
+            return await Sweeper(journal, kuhr, delivery).sweep()
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        journal.close()
+    assert (result.checked, result.changed, result.missing, result.unreadable) == (2, 0, 1, 1)
+    # The overview once, from the day before the oldest claim was received; no details.
+    assert asked == ["/data/behandlerkravmelding?fomMottattdato=2026-01-05"]
