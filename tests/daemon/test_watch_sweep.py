@@ -139,8 +139,7 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
         overview_before = admin(sandbox, "stats")["overview_requests"]
 
         after = wait_for(claim, rebehandlet, timeout=30)
-        overview_after = admin(sandbox, "stats")["overview_requests"]
-        assert overview_after - overview_before <= 1  # no second sweep was needed
+        assert admin(sandbox, "stats")["overview_requests"] > overview_before  # a sweep did it
         assert [r["status"] for r in after["regninger"]] == ["godkjent"] * 3
         assert after["status"] == "godkjent" and after["tilstand"] == "controlled"
         status, new_id = apprec_of(claim)
@@ -150,7 +149,10 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
         assert daemon.wait(timeout=30) == 0
     logged = log_file.read_text(encoding="utf-8")
     changed = [line for line in logged.splitlines() if "changed at KUHR:" in line]
-    assert len(changed) == 1 and "krav.xml" in changed[0]
+    # Within one sweep: the one sweep that saw a change saw the rebehandling done.
+    assert len(changed) == 1, logged[-4000:]
+    assert "krav.xml" in changed[0] and "ferdig_kontrollert" in changed[0], changed[0]
+    assert "(1 rebehandling(er))" in changed[0], changed[0]
     assert "47908702367" not in logged
 
 
