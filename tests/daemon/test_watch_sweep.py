@@ -146,7 +146,10 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
         assert status == "1" and new_id != old_id
     finally:
         daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=30) == 0
+        code = daemon.wait(timeout=30)
+        if log_file.exists():  # shown by pytest if the test fails
+            print(log_file.read_text(encoding="utf-8")[-6000:])
+    assert code == 0
     logged = log_file.read_text(encoding="utf-8")
     changed = [line for line in logged.splitlines() if "changed at KUHR:" in line]
     # Within one sweep: the one sweep that saw a change saw the rebehandling done.
