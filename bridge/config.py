@@ -90,6 +90,25 @@ PRESETS: dict[Environment, Preset] = {
 }
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """A duration in seconds from "24h", "30m", "90s", "2d", "1.5h" or seconds; "off" is 0."""
+    value = text.strip().lower()
+    if value in ("off", "never", "no", "false"):
+        return 0.0
+    unit = _DURATION_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ValueError(f'not a duration: {text!r} (e.g. "24h", "30m", "90s", "off")') from None
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"not a duration: {text!r} (it must be 0 or more, and finite)")
+    return seconds
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -119,6 +138,15 @@ class KuhrSettings(_Section):
     # check and the open data); unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the
     # environment; "direct": none, whatever the environment says. Loopback is never proxied.
     proxy: str | None = None
+    # How often KUHR's overview is swept for claims already final (a rebehandling, a later
+    # vedtak or payment): "24h", "30m", "90s", "2d" or seconds; "0" or "off": never (then only
+    # `bkm-bridge sweep`). Held as seconds.
+    sweep_interval: float = Field(86400.0, ge=0)
+
+    @field_validator("sweep_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("proxy")
     @classmethod

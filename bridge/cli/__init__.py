@@ -18,5 +18,6 @@ __all__ = [
     "precheck",
     "service",
     "settings",
+    "sweep",
     "watch",
 ]

@@ -228,6 +228,7 @@ def _register_subsystem_commands() -> None:
         "bridge.cli.precheck",
         "bridge.cli.login",
         "bridge.cli.keys",
+        "bridge.cli.sweep",
     ):
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).register(app)

@@ -122,6 +122,7 @@ def render_metrics(snap: MetricsSnapshot) -> str:
         ("retries", "KUHR requests repeated after a connection error, 5xx or 429"),
         ("token_refreshes", "tokens fetched again after KUHR answered 401"),
         ("submissions", "claims sent to KUHR"),
+        ("unreadable_entries", "entries of KUHR's overview left out because they were unreadable"),
     ):
         out.single(
             f"bkm_bridge_kuhr_{key}_total",

@@ -10,6 +10,7 @@ final control result, write the receipts, return an exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -36,6 +37,8 @@ from bridge.flow.assembly import (
 from bridge.flow.journal import Journal
 from bridge.flow.options import inline_when_small
 from bridge.flow.pipeline import Pipeline
+from bridge.flow.sweep import Sweeper, sweep_periodically
+from bridge.kuhr.client import AsyncKuhrClient
 from bridge.kuhr.target import Target
 
 if TYPE_CHECKING:  # the health server is imported when it is started (see below)
@@ -70,6 +73,7 @@ class Runner:
         self.health: RunningHealth | None = None  # when watch.http_port is set
         self.notifier: Notifier | None = None  # when [notify] is configured
         self.takster: TaksterRefresh | None = None  # keeps the takst tables fresh
+        self.sweeper: Sweeper | None = None  # when kuhr.sweep_interval is set
         self.environment = settings.kuhr.environment.value
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -224,6 +228,7 @@ class Runner:
                 self.takster = start_takster_refresh(settings, parts.sandbox_opne_data_url)
                 if self.takster is not None:
                     stack.callback(self.takster.stop)
+            self._start_sweeps(stack, kuhr, parts.speed)
             watcher = self.watcher = self._make_watcher()
             watcher.start()
             stack.callback(watcher.stop)
@@ -240,6 +245,25 @@ class Runner:
                 self.notifier = start_notifier(self)
                 stack.callback(self.notifier.stop)
             yield self.pipeline
+
+    def _start_sweeps(self, stack: AsyncExitStack, kuhr: AsyncKuhrClient, speed: float) -> None:
+        """KUHR's overview swept on schedule for claims already final (`kuhr.sweep_interval`,
+        in the sandbox's time when it runs faster); not for `--once`."""
+        interval = self.settings.kuhr.sweep_interval
+        if interval <= 0 or self.options.once:
+            return
+        assert self.pipeline is not None and self.journal is not None and self._stop is not None
+        self.sweeper = Sweeper(
+            self.journal,
+            kuhr,
+            self.pipeline.delivery,
+            follow=self.settings.watch.follow,
+            lease_seconds=self.pipeline.options.lease_seconds,
+        )
+        task = asyncio.create_task(
+            sweep_periodically(self.sweeper, interval / max(1.0, speed), self._stop)
+        )
+        stack.push_async_callback(_cancelled, task)  # a sweep half done: the next one resumes
 
     def _remove_abandoned_temps(self) -> None:
         """Temp files of receipt writes a killed bridge left behind, removed before intake
@@ -283,3 +307,9 @@ def _root_for(path: Path, folders: tuple[Path, ...]) -> Path | None:
         if resolved.is_relative_to(folder):
             return folder
     return None
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -35,6 +35,7 @@ from typing import Any
 
 from bridge.core.outcomes import State
 from bridge.errors import BridgeError
+from bridge.flow.options import NEVER
 from bridge.flow.records import EMPTY, Detail
 
 # States after which the claim is at KUHR (or may be: `submitting` is in flight).
@@ -93,6 +94,10 @@ CREATE TABLE IF NOT EXISTS events (
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS events_version ON events (version_id);
+CREATE TABLE IF NOT EXISTS marks (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
 """
 # Journals written before `receipts_pending` existed gain the column on open.
 _RECEIPTS_COLUMN = "ALTER TABLE versions ADD COLUMN receipts_pending INTEGER NOT NULL DEFAULT 0"
@@ -413,6 +418,20 @@ class Journal:
                 cursor.close()
         return found
 
+    def final_at_kuhr(
+        self, states: Iterable[State], *, after_id: int = 0, limit: int = 500
+    ) -> list[Version]:
+        """Versions in these states that KUHR has (a behandlerkravmelding_id) and nothing is
+        scheduled for (due never), by id after `after_id`: one page of at most `limit`."""
+        wanted = [s.value for s in states]
+        rows = self._db().execute(
+            f"SELECT * FROM versions WHERE state IN ({','.join('?' * len(wanted))}) "
+            "AND behandlerkravmelding_id IS NOT NULL AND due_at >= ? AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (*wanted, NEVER, after_id, limit),
+        )
+        return [Version.from_row(row) for row in rows]
+
     def next_due(self, states: Iterable[State]) -> float | None:
         """When the earliest of these versions is due (None: none is scheduled)."""
         wanted = [s.value for s in states]
@@ -443,6 +462,19 @@ class Journal:
             .fetchone()
         )
         return row[0] if row else None
+
+    def mark(self, name: str) -> float | None:
+        """A named moment the journal keeps across runs (e.g. when KUHR was last swept)."""
+        row = self._db().execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_mark(self, name: str, value: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO marks (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
 
     # ------------------------------------------------------------------ writing
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bridge.core.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
 from bridge.core.legacy.read import Envelope
@@ -547,7 +547,7 @@ class Pipeline:
         stored = _details_json(details)
         changed = stored != version.detail.details
         main = entries[0] if entries else None
-        state, final = self._state_from(version.state, main)
+        state, final = kuhr_state(version.state, entries, self.options.follow)
         polls = version.detail.polls + 1
         due = NEVER if final else self._now() + self._poll_interval(polls, state)
         previous = version.state
@@ -569,24 +569,6 @@ class Pipeline:
             self.stats.controlled += 1
         if changed or final:
             self.delivery.deliver(version, final=final, announce=controlled)
-
-    def _state_from(
-        self, current: State, main: BehandlerkravmeldingStatus | None
-    ) -> tuple[State, bool]:
-        if main is None:
-            return current, False
-        if main.meldingsstatus == Meldingsstatus.FEIL_I_MELDING:
-            return State.FEIL_I_MELDING, True
-        controlled = main.kontrollstatus == Kontrollstatus.FERDIG_KONTROLLERT
-        if not controlled:
-            return current, False
-        if self.options.follow == "control":
-            return State.CONTROLLED, True
-        if main.utbetalingsstatus == Utbetalingsstatus.UTBETALT:
-            return State.PAID, True
-        if main.utbetalingsstatus == Utbetalingsstatus.INGEN_UTBETALING:
-            return State.NO_PAYMENT, True
-        return State.CONTROLLED, False
 
     # ------------------------------------------------------------------ helpers
 
@@ -718,6 +700,35 @@ class Pipeline:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def kuhr_state(
+    current: State,
+    entries: list[BehandlerkravmeldingStatus],
+    follow: Literal["control", "payment"],
+) -> tuple[State, bool]:
+    """The journal state KUHR's details say (and whether following the claim ends there).
+
+    `entries` come original first (the client orders them by the `rebehandling` flag): the
+    original says whether the message was refused; the newest (a rebehandling, if any) says
+    whether the control is finished and what was paid, so a rebehandling still in control is
+    followed until it is done."""
+    if not entries:
+        return current, False
+    original, newest = entries[0], entries[-1]
+    if original.meldingsstatus == Meldingsstatus.FEIL_I_MELDING:
+        return State.FEIL_I_MELDING, True
+    if newest.kontrollstatus != Kontrollstatus.FERDIG_KONTROLLERT:
+        if current in (State.PAID, State.NO_PAYMENT):
+            return State.CONTROLLED, False  # followed again until the rebehandling is done
+        return current, False
+    if follow == "control":
+        return State.CONTROLLED, True
+    if newest.utbetalingsstatus == Utbetalingsstatus.UTBETALT:
+        return State.PAID, True
+    if newest.utbetalingsstatus == Utbetalingsstatus.INGEN_UTBETALING:
+        return State.NO_PAYMENT, True
+    return State.CONTROLLED, False
 
 
 def _read_file(path: str) -> bytes:

@@ -43,6 +43,9 @@ class Detail:
     duplicate_of_path: str | None = None  # the file whose identical content was sent
     duplicate_answer: bool = False  # KUHR answered DUPLIKAT_KRAV: find it, never resend
     duplicate_answer_at: float | None = None  # when it answered so
+    # What KUHR's overview last said of this claim (bridge.flow.sweep.fingerprint): a sweep
+    # fetches the details only of claims whose overview rows no longer match it.
+    kuhr_fingerprint: str | None = None
 
     # ------------------------------------------------------------------ typed views
 

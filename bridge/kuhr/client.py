@@ -27,10 +27,12 @@ from typing import Any
 
 import httpx
 from jwcrypto import jwk
+from pydantic import ValidationError
 
 from bridge.core.model import (
     Behandlerkravmelding,
     BehandlerkravmeldingListe,
+    BehandlerkravmeldingStatus,
     Feilkode,
     PraksisListe,
     SendInnResponse,
@@ -93,6 +95,7 @@ class ClientCounters:
     jwks_refetches: int = 0  # JWKS refetched after a rejection pointing at a stale key
     submissions: int = 0  # send_inn calls
     already_received: int = 0  # retried submissions answered with DUPLIKAT_KRAV
+    unreadable_entries: int = 0  # overview entries skipped because they could not be read
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
@@ -211,7 +214,9 @@ class AsyncKuhrClient:
         if tom is not None:
             params["tomMottattdato"] = tom.isoformat()
         data = await self._get_json(STATUS_PATH, params=params)
-        return BehandlerkravmeldingListe.model_validate(data)
+        overview = read_overview(data)
+        self.counters.unreadable_entries += overview.unreadable
+        return overview.liste
 
     async def hent_behandlerkravmelding(
         self, behandlerkravmelding_id: str
@@ -220,7 +225,10 @@ class AsyncKuhrClient:
         data = await self._get_json(f"{STATUS_PATH}/{_path_segment(behandlerkravmelding_id)}")
         if isinstance(data, dict) and "behandlerkravmeldinger" not in data:
             data = {"behandlerkravmeldinger": [data]}  # one doc example shows a bare object
-        return BehandlerkravmeldingListe.model_validate(data)
+        details = BehandlerkravmeldingListe.model_validate(data)
+        return details.model_copy(
+            update={"behandlerkravmeldinger": original_first(details.behandlerkravmeldinger)}
+        )
 
     async def hent_jwks(self) -> dict[str, Any]:
         """GET jwk: KUHR's public encryption key set."""
@@ -368,6 +376,51 @@ class AsyncKuhrClient:
     async def _pause(self, seconds: float) -> None:
         self.counters.retries += 1
         await self._sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The overview as read: the entries that could be read, and how many could not."""
+
+    liste: BehandlerkravmeldingListe
+    unreadable: int = 0
+
+
+def read_overview(data: Any) -> Overview:
+    """GET data/behandlerkravmelding's answer, entry by entry: an entry that cannot be read
+    (the docs' own example has `"2026-01-0615:30:29+01:00"`) is left out and logged by its
+    position and the names of the fields at fault, never by its content, and the others are
+    kept. Only an answer that is not a list of entries at all is an error."""
+    entries = data.get("behandlerkravmeldinger") if isinstance(data, dict) else None
+    if entries is None and isinstance(data, dict) and not data:
+        entries = []
+    if not isinstance(entries, list):
+        raise KuhrResponseError("KUHR's overview did not answer with a list of meldinger")
+    good: list[BehandlerkravmeldingStatus] = []
+    bad = 0
+    for position, entry in enumerate(entries):
+        try:
+            good.append(BehandlerkravmeldingStatus.model_validate(entry))
+        except ValidationError as err:
+            bad += 1
+            where = sorted({".".join(str(p) for p in e["loc"]) or "(entry)" for e in err.errors()})
+            log.warning(
+                "KUHR's overview: entry %d of %d cannot be read (fields: %s); left out, "
+                "the other entries are used",
+                position + 1,
+                len(entries),
+                ", ".join(where),
+            )
+    return Overview(BehandlerkravmeldingListe(behandlerkravmeldinger=good), bad)
+
+
+def original_first(
+    entries: list[BehandlerkravmeldingStatus],
+) -> list[BehandlerkravmeldingStatus]:
+    """A melding's entries with the original before its rebehandlinger, by the `rebehandling`
+    flag, not by the order KUHR lists them in (rebehandlinger keep their order among
+    themselves: the newest last)."""
+    return sorted(entries, key=lambda e: bool(e.rebehandling))
 
 
 def _path_segment(value: str) -> str:

@@ -183,6 +183,7 @@ def test_metrics_and_status_page_count_an_end_to_end_run(tmp_path: Path, sandbox
         assert m['bkm_bridge_files{state="rejected"}'] == 1
         assert m['bkm_bridge_files{state="failed"}'] == 0
         assert m["bkm_bridge_kuhr_submissions_total"] == 1
+        assert m["bkm_bridge_kuhr_unreadable_entries_total"] == 0
         assert m["bkm_bridge_kuhr_requests_total"] >= 3  # praksis list, submit, status polls
         assert m['bkm_bridge_queue_depth{stage="due"}'] == 0
         assert m['bkm_bridge_queue_depth{stage="intake"}'] == 0
