@@ -134,8 +134,11 @@ def praksistyper() -> dict[str, str]:
 
 
 def fagomraade_for(praksistype: str | None) -> str | None:
-    """FALE → LE, TANN → TH …; None for an unknown or missing type."""
-    return praksistyper().get((praksistype or "").strip().upper()) if praksistype else None
+    """FALE → LE, TANN → TH …; None for an unknown or missing type, and for a type without a
+    takst section (OKSY, RHFO, TPOF …)."""
+    if not praksistype:
+        return None
+    return praksistyper().get(praksistype.strip().upper()) or None
 
 
 # --------------------------------------------------------------------------- reading the rules
@@ -532,5 +535,3 @@ class PrecheckOutcome:
                 )
             )
         return out
-
-

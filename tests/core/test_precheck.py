@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -342,6 +343,35 @@ def test_praksis_type_to_fagomraade() -> None:
     assert fagomraade_for("FYNO") == "FY"
     assert fagomraade_for("TAPL") == "TP"
     assert fagomraade_for("XXXX") is None and fagomraade_for(None) is None
+    # The municipal codes kodeverk.md lists, and the types without a takst section.
+    assert [fagomraade_for(t) for t in ("KOFA", "KOLE", "KNFL", "KOFY", "KORI", "KOHS")] == [
+        "LE",
+        "LE",
+        "LE",
+        "FY",
+        "FY",
+        "HS",
+    ]
+    assert fagomraade_for("OKSY") is None and fagomraade_for("TPUT") is None
+
+
+# Every code of kodeverk.md's Praksistyper table (kuhr-krav-api-dokumentasjon, 70 codes).
+KODEVERK_PRAKSISTYPER = re.findall(
+    r"[A-Z]{4}",
+    """
+AUDI BEUT BIRE FAFY FALE FALO FATU FRBE FYKO FYMT FYNO FYPM FYRT FYUM FYUP FYUV HELS JORD KINO
+KNFL KNND KOFA KOFF KOFY KOHS KOLE KOMU KORI KURS LARO LEKO LEVA LOGO MULT OKSY OPPT ORTO PASI
+PSNE PSNO PSUT RHFO SPAN SPBA SPES SPFY SPGY SPHU SPIN SPKI SPNE SPOK SPOL SPON SPPS SPRA SPRE
+SYKE SYPL TAFK TAFY TAKJ TANN TAPL TAPO TPOF TPPR TPUT URRE UTKA
+""",
+)
+
+
+def test_the_praksistype_table_holds_every_code_of_the_kodeverk() -> None:
+    from bridge.core.precheck import praksistyper
+
+    assert len(KODEVERK_PRAKSISTYPER) == 70
+    assert sorted(praksistyper()) == sorted(KODEVERK_PRAKSISTYPER)
 
 
 def test_block_mode_turns_findings_into_errors_and_says_why(table: TakstTable) -> None:
