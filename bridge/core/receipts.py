@@ -167,6 +167,7 @@ def build_receipt(facts: ReceiptFacts) -> dict[str, Any]:
         "mottattidspunkt": _iso(original.mottattidspunkt) if original else None,
         "sumKravbelop": original.sumKravbelop if original else None,
         "sumUtbetaltbelop": original.sumUtbetaltbelop if original else None,
+        "antallRegninger": original.antallRegninger if original else None,
         "regninger": _regninger(facts, redact),
         "merknader": _merknader(original.innsending.merknader, redact)
         if original and original.innsending
@@ -408,5 +409,3 @@ class Redactor:
 
 
 # --------------------------------------------------------------------------- files
-
-
