@@ -252,6 +252,36 @@ def test_antall_and_repetition_rules(table: TakstTable) -> None:
     assert "its amount is 400.00, but its takster come to 200.00" in findings[2].message
 
 
+def test_refusjon_0_is_a_tannleges_egenandel_report_not_an_amount_that_differs(
+    table: TakstTable,
+) -> None:
+    # The mapping table (behandlerkrav.regninger.belop): tannleger and tannpleiere without
+    # direkte oppgjør report egenandeler with Refusjon 0; the takster keep their values.
+    report = regning("101", "2026-01-05T09:00:00+01:00", ("3ad", "435"), diagnoser=(), belop="0")
+    assert check(table, report, fag="TH") == []
+    assert check(table, report, fag=None) == []  # the praksis type is not known
+    # A claim of 435 with a regning of 0 is still found, also for a tannlege.
+    half = regning("102", "2026-01-05T09:30:00+01:00", ("3ad", "435"), diagnoser=(), belop="200")
+    assert codes(check(table, half, fag="TH")) == [("102", "REGNING_AMOUNT_DIFFERS")]
+    # Elsewhere a regning of 0 is not a documented report: found, and the sentence says why.
+    lege = regning("103", "2026-01-06T09:00:00+01:00", ("2ad", "15"), belop="0")
+    findings = check(table, lege, fag="LE")
+    assert codes(findings) == [("103", "REGNING_AMOUNT_DIFFERS")]
+    assert findings[0].message.endswith(
+        "; a regning of 0 reports egenandeler only for tannlege and tannpleier."
+    )
+
+
+def test_block_mode_lets_a_tannleges_egenandel_report_through(table: TakstTable) -> None:
+    checker = Prechecker(Mode.BLOCK, lambda: table, clock=lambda: SEED_MOMENT)
+    krav = seed_krav(FIXTURES / "tannlege-egenandel.xml")
+    assert krav.regninger[0].belop == 0 and krav.belop == 0
+    outcome = checker.check(krav, now=checker.now_sync(), praksistype="TANN")
+    assert outcome.findings == [] and not outcome.blocks
+    # The same file from a fastlege's praksis is held back.
+    assert checker.check(krav, now=checker.now_sync(), praksistype="FALE").blocks
+
+
 def test_invalid_combinations_on_one_regning(table: TakstTable) -> None:
     findings = check(
         table,

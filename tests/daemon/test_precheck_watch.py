@@ -168,3 +168,59 @@ def test_block_mode_keeps_a_claim_with_findings_from_being_sent(
     assert sent["forhandskontroll"] == []
     stats = httpx.get(f"{admin}/stats", timeout=10).json()
     assert stats["submissions_received"] == 1  # only the corrected claim reached the sandbox
+
+
+TANNLEGE_CONFIG = """
+[[actors]]
+name = "lege"
+pid = "15837510047"
+orgnr = "999999999"
+
+[[actors.praksiser]]
+praksisId = "1004326178"
+navn = "Kurbadet Helsesenter"
+orgnr = "999999999"
+type = "FALE"
+kontonr = "12345678901"
+gyldigePerioder = [{ fraOgMedDato = 2020-01-01, tilOgMedDato = 2028-07-15 }]
+
+[[actors.praksiser]]
+praksisId = "1004326999"
+navn = "Tannlegene i Sentrum"
+orgnr = "999999997"
+type = "TANN"
+kontonr = "12345678903"
+gyldigePerioder = [{ fraOgMedDato = 2020-01-01, tilOgMedDato = 2028-07-15 }]
+"""
+
+
+def test_block_mode_sends_a_tannleges_egenandel_report_with_refusjon_0(
+    keys: KeyMaterial, tmp_path: Path
+) -> None:
+    """Refusjon 0 is how a tannlege without direkte oppgjør reports egenandeler (the mapping
+    table, behandlerkrav.regninger.belop): the pre-control in block mode lets it through, and
+    KUHR (the sandbox) approves it."""
+    config = tmp_path / "sandbox.toml"
+    config.write_text(TANNLEGE_CONFIG, encoding="utf-8")
+    with start_sandbox(
+        keys=keys, state_dir=tmp_path / "sandbox", clock=SEED_CLOCK, config=config
+    ) as sandbox:
+        sync_takster(sandbox, tmp_path / "state")
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        admin = sandbox.info["admin_url"]
+        runner = run_watcher(sandbox, tmp_path, **{"precheck.mode": "block"})
+        try:
+            shutil.copyfile(FIXTURES / "tannlege-egenandel.xml", inbox / "egenandel.xml")
+            receipt = wait_for(inbox / "egenandel.xml", lambda r: r["status"] == "godkjent", admin)
+        finally:
+            runner.stop()
+        stats = httpx.get(f"{admin}/stats", timeout=10).json()
+
+    assert receipt["praksisId"] == "1004326999"
+    assert receipt["forhandskontroll"] == [] and receipt["problemer"] == []
+    assert [(r["regningsnummer"], r["status"]) for r in receipt["regninger"]] == [
+        ("101", "godkjent")
+    ]
+    assert receipt["sumKravbelop"] == 0
+    assert stats["submissions_received"] == 1
