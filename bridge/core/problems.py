@@ -88,6 +88,27 @@ PROBLEM_CODES: dict[str, str] = {
     "PRECHECK_BLOCKED": (
         "The pre-control found problems and precheck.mode is block, so the claim was not sent."
     ),
+    # The API documentation's code lists and conditional rules (bridge.core.rules).
+    "KODEVERK_CODE_UNKNOWN": (
+        "A code is not in the code list the API documentation gives for its field (kjønn, ID "
+        "type, moderasjonskode, kodeverk 8410; a warning for 7461, 8426, 8401)."
+    ),
+    "FIELD_FORMAT_INVALID": (
+        "A value does not have the documented form (tannkode, trygdenasjon's landkode)."
+    ),
+    "FIELD_REQUIRED": (
+        "A field the documentation requires in this case is missing (avdeling and RESH, "
+        "henvisningsdato for kjeveortoped, henvisningsId for ortoptist, stonadspunkt …)."
+    ),
+    "FIELD_NOT_USED": (
+        "A field is given that the documentation says this praksis type does not use (warning)."
+    ),
+    "BETALT_EGENANDEL_KORRIGERING_INVALID": (
+        "A korrigering of betalt egenandel that does not set betaltEgenandel to true."
+    ),
+    "KREDITERING_AMOUNT_POSITIVE": (
+        "A kreditering with a positive amount; it should be negative (warning)."
+    ),
     "RECEIPT_PATH_TAKEN": (
         "A link, FIFO, device or folder was where a receipt goes; it was not followed or read."
     ),
