@@ -29,6 +29,7 @@ from bridge.core.model import (
     Feilkode,
     Kontrollstatus,
     Meldingsstatus,
+    Praksis,
     PraksisListe,
     SendInnResponse,
     Utbetalingsstatus,
@@ -38,7 +39,8 @@ from bridge.core.model import (
 from bridge.core.outcomes import State
 from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.core.precheck import PrecheckOutcome
-from bridge.core.problems import Problem
+from bridge.core.problems import Problem, has_errors
+from bridge.core.rules import praksis_rules
 from bridge.files.reading import read_limited
 from bridge.flow.delivery import Delivery
 from bridge.flow.journal import Journal, Version
@@ -357,6 +359,15 @@ class Pipeline:
                 failure=failure_kind(err),
             )
             return
+        # The documented rules that depend on the praksis type (bridge.core.rules), now that
+        # the praksis is chosen; the others ran in convert.
+        praksis = self._praksis_of(resolution)
+        rule_problems = praksis_rules(result.behandlerkrav, praksis.type if praksis else None)
+        if rule_problems:
+            result.problems.extend(rule_problems)
+            if has_errors(rule_problems):
+                self._reject(version, result.problems, envelope=envelope)
+                return
         melding = Behandlerkravmelding(
             praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
         )
@@ -396,6 +407,14 @@ class Pipeline:
         self.delivery.deliver(version)
         await self._submit(version)
 
+    def _praksis_of(self, resolution: Any) -> Praksis | None:
+        """The chosen praksis, also when its praksisId came by flag or rule (if listed)."""
+        praksis = resolution.praksis
+        if praksis is None and self._praksiser is not None:  # a praksisId given by flag/rule
+            known = self._praksiser[1].praksiser
+            praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
+        return praksis
+
     async def _precheck(
         self, version: Version, melding: Behandlerkravmelding, resolution: Any
     ) -> PrecheckOutcome | None:
@@ -403,10 +422,7 @@ class Pipeline:
         checker = self.prechecker
         if checker is None or not checker.enabled:
             return None
-        praksis = resolution.praksis
-        if praksis is None and self._praksiser is not None:  # a praksisId given by flag/rule
-            known = self._praksiser[1].praksiser
-            praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
+        praksis = self._praksis_of(resolution)
         now = await checker.now()
         outcome = await self.options.offload(
             checker.check, melding, now=now, praksistype=praksis.type if praksis else None

@@ -213,6 +213,15 @@ def test_block_mode_sends_a_tannleges_egenandel_report_with_refusjon_0(
         try:
             shutil.copyfile(FIXTURES / "tannlege-egenandel.xml", inbox / "egenandel.xml")
             receipt = wait_for(inbox / "egenandel.xml", lambda r: r["status"] == "godkjent", admin)
+            # Without Behandlingsform: a tannlege must give the stønadspunkt (a documented
+            # rule of the praksis type, known once the praksis is chosen): not sent.
+            data = (FIXTURES / "tannlege-egenandel.xml").read_bytes()
+            (inbox / "uten-stonadspunkt.xml").write_bytes(
+                data.replace(b'<Behandlingsform V="4h"/>', b"").replace(b"7d1e0c5a", b"7d1e0c5b")
+            )
+            refused = wait_for(
+                inbox / "uten-stonadspunkt.xml", lambda r: r["status"] == "avvist_lokalt", admin
+            )
         finally:
             runner.stop()
         stats = httpx.get(f"{admin}/stats", timeout=10).json()
@@ -223,4 +232,9 @@ def test_block_mode_sends_a_tannleges_egenandel_report_with_refusjon_0(
         ("101", "godkjent")
     ]
     assert receipt["sumKravbelop"] == 0
-    assert stats["submissions_received"] == 1
+    assert [(p["kode"], p.get("sti")) for p in refused["problemer"]] == [
+        ("FIELD_REQUIRED", "behandlerkrav.regninger[0].stonadspunkt")
+    ]
+    assert "(praksis type TANN)" in refused["problemer"][0]["melding"]
+    assert refused["behandlerkravmeldingId"] is None
+    assert stats["submissions_received"] == 1  # the refused claim never reached KUHR
