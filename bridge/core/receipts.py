@@ -96,7 +96,13 @@ def overall_status(facts: ReceiptFacts) -> str:
     if control == Status.AVVIST:
         return Status.AVVIST
     payment = _payment_word(facts)
+    if not (payment or control) and _not_sent_to_control(facts):
+        return Status.IKKE_SENDT_TIL_KONTROLL
     return payment or control or Status.SENDT
+
+
+def _not_sent_to_control(facts: ReceiptFacts) -> bool:
+    return bool(facts.details) and facts.details[0].kontrollstatus == "ikke_sendt_til_kontroll"
 
 
 def control_result(facts: ReceiptFacts) -> str | None:

@@ -219,7 +219,12 @@ class Pipeline:
             states.append(State.CONTROLLED)
         pending = self.journal.versions(states)
         limit = self._once_attempts
-        return [v for v in pending if not (v.state is State.FAILED and v.attempts >= limit)]
+        return [
+            v
+            for v in pending
+            if v.due_at < NEVER  # e.g. a claim KUHR never sent to control: no longer followed
+            and not (v.state is State.FAILED and v.attempts >= limit)
+        ]
 
     def _active_states(self) -> list[State]:
         return [*WORKING_STATES, *(TRACKED_STATES if self.options.track else ())]
@@ -565,12 +570,27 @@ class Pipeline:
         main = entries[0] if entries else None
         state, final = self._state_from(version.state, main)
         polls = version.detail.polls + 1
+        stopped = not final and self._unsent_too_long(version, main)
+        final = final or stopped
         due = NEVER if final else self._now() + self._poll_interval(polls, state)
         previous = version.state
+        detail: dict[str, Any] = {"details": stored, "polls": polls}
+        if stopped:
+            detail["unsent_control_stopped"] = True
+            log.warning(
+                "%s: KUHR has not sent claim %s to control %.0f hours after it was sent "
+                "(kontrollstatus %s); the bridge stops polling it. `bkm-bridge status %s` "
+                "shows KUHR's view; ask Helfo if it stays so",
+                version.file.name,
+                version.behandlerkravmelding_id,
+                self.options.unsent_control_max / 3600,
+                (main.kontrollstatus if main else None) or "none",
+                version.behandlerkravmelding_id,
+            )
         version = self.journal.transition(
             version.id,
             state,
-            detail={"details": stored, "polls": polls},
+            detail=detail,
             due_at=due,
             attempts=0,
             note=_status_note(main) if changed else None,
@@ -584,6 +604,20 @@ class Pipeline:
             self.stats.controlled += 1
         if changed or final:
             self.delivery.deliver(version, final=final)
+
+    def _unsent_too_long(self, version: Version, main: BehandlerkravmeldingStatus | None) -> bool:
+        """Whether a claim KUHR has not sent to control (kontrollstatus ikke_sendt_til_kontroll,
+        or none yet) has waited longer than `unsent_control_max` since it was sent. The docs
+        give that status no way on and no duration, so polling it is bounded (never forever);
+        kontrolleres and kontrolleres_manuelt are documented to end, and are followed on."""
+        if version.state is not State.SUBMITTED:
+            return False
+        waiting = main is None or main.kontrollstatus in (
+            None,
+            Kontrollstatus.IKKE_SENDT_TIL_KONTROLL,
+        )
+        since = version.submit_started_at or version.created_at
+        return waiting and self._now() - since > self.options.unsent_control_max
 
     def _state_from(
         self, current: State, main: BehandlerkravmeldingStatus | None

@@ -43,6 +43,8 @@ class Detail:
     duplicate_of_path: str | None = None  # the file whose identical content was sent
     duplicate_answer: bool = False  # KUHR answered DUPLIKAT_KRAV: find it, never resend
     duplicate_answer_at: float | None = None  # when it answered so
+    # Polling stopped: KUHR did not send the claim to control within unsent_control_max.
+    unsent_control_stopped: bool = False
 
     # ------------------------------------------------------------------ typed views
 
