@@ -58,6 +58,15 @@ KOMMUNAL_FYSIOTERAPI = frozenset({"KOFY", "FYKO"})
 AVDELING_OG_RESH = frozenset({"OPPT", "SYKE", "BEUT"})  # rehabilitering, poliklinikk, utland
 UTEN_DIAGNOSE = frozenset({"PASI", "OPPT", "BEUT"}) | KOMMUNAL_FYSIOTERAPI
 
+FYSIOTERAPI = frozenset(
+    {"FAFY", "FYKO", "FYMT", "FYNO", "FYPM", "FYRT", "FYUM", "FYUP", "FYUV", "KOFF", "KOFY", "KORI"}
+)
+# Diagnosis code lists by the OIDs' last part (2.16.578.1.12.4.1.1.NNNN, Volven).
+ICD10 = "7110"
+ICPC2 = frozenset({"7170", "7171"})  # ICPC-2 and ICPC-2B (beriket)
+ICD10_PRAKSIS = frozenset({"PSNE", "PSNO", "PSUT", "FRBE"})  # psykologer, fritt behandlingsvalg
+ICPC2_PRAKSIS = FYSIOTERAPI | {"KINO"}  # fysioterapeuter og kiropraktorer
+SYKDOMSLISTE_SLUTT = date(2017, 1, 1)
 HENVISNINGSDATO_KJEVEORTOPED_FROM = date(2026, 1, 1)
 TANNKODE = re.compile(r"^[0-9]{2}[A-ZÆØÅ]?$")  # two digits, optionally a surface letter
 LANDKODE = re.compile(r"^[A-Z]{2}$")  # ISO 3166 alpha-2
@@ -232,8 +241,7 @@ def _formats(found: _Found, index: int, regning: Regning) -> None:
             index,
             regning,
             "pasient.trygdenasjon",
-            f"pasient.trygdenasjon {pasient.trygdenasjon!r} is not a two-letter ISO 3166 "
-            "landkode (NO, SE, DK …)",
+            "pasient.trygdenasjon is not a two-letter ISO 3166 landkode (NO, SE, DK …)",
             f"{JSON_DOC}, pasient.trygdenasjon; kodeverk 9043",
         )
     if any(t.kode.lower() == "npe1" for t in regning.takster or ()) and not (
@@ -406,6 +414,34 @@ def _stonadspunkt_not_used(regning: Regning) -> tuple[str, str] | None:
     )
 
 
+def _sykdomslistepunkt_not_used(regning: Regning) -> tuple[str, str] | None:
+    if not regning.sjeldenMedisinskTilstand or _behandling_day(regning) < SYKDOMSLISTE_SLUTT:
+        return None
+    return (
+        "sjeldenMedisinskTilstand",
+        "sjeldenMedisinskTilstand is given, but the sykdomsliste was removed on 01.01.2017 "
+        "and no sykdomslistepunkt shall be given for fysioterapeuter after that",
+    )
+
+
+def _kodeverk_of(oid: str | None) -> str:
+    return (oid or "").strip().rpartition(".")[2]
+
+
+def _diagnose_kodeverk(wanted: frozenset[str], name: str) -> Callable[[Regning], Any]:
+    def check(regning: Regning) -> tuple[str, str] | None:
+        for n, diagnose in enumerate(regning.diagnoser or ()):
+            if diagnose.kodeverk and _kodeverk_of(diagnose.kodeverk) not in wanted:
+                return (
+                    f"diagnoser[{n}].kodeverk",
+                    f"a diagnose is coded in {diagnose.kodeverk}, but this praksis type shall "
+                    f"use {name}",
+                )
+        return None
+
+    return check
+
+
 def _all_types() -> frozenset[str]:
     from bridge.core.precheck import praksistyper
 
@@ -447,6 +483,30 @@ RULES: tuple[Rule, ...] = (
         f"{JSON_DOC}, relatertBehandler",
         TANNLEGE,
         _relatert_ved_kjeveortopedi,
+    ),
+    Rule(
+        "sykdomslistepunkt_fysioterapi",
+        FIELD_NOT_USED,
+        f"{JSON_DOC}, sjeldenMedisinskTilstand",
+        FYSIOTERAPI,
+        _sykdomslistepunkt_not_used,
+        Severity.WARNING,
+    ),
+    Rule(
+        "diagnose_icd10",
+        KODEVERK_CODE_UNKNOWN,
+        f"{JSON_DOC}, diagnoser",
+        ICD10_PRAKSIS,
+        _diagnose_kodeverk(frozenset({ICD10}), "ICD-10 (2.16.578.1.12.4.1.1.7110)"),
+        Severity.WARNING,
+    ),
+    Rule(
+        "diagnose_icpc2",
+        KODEVERK_CODE_UNKNOWN,
+        f"{JSON_DOC}, diagnoser",
+        ICPC2_PRAKSIS,
+        _diagnose_kodeverk(ICPC2, "ICPC-2 or ICPC-2B (2.16.578.1.12.4.1.1.7170, …7171)"),
+        Severity.WARNING,
     ),
     Rule(
         "ingen_diagnose",

@@ -281,6 +281,24 @@ def test_tannhelse_fields() -> None:
     assert praksis_rules(krav(regning(moderasjonskode="S", stonadspunkt="4h")), "TANN") == []
 
 
+def test_diagnose_kodeverk_and_sykdomsliste_by_praksis_type() -> None:
+    icpc = [{"kodeverk": "2.16.578.1.12.4.1.1.7170", "kode": "L73"}]
+    icd = [{"kodeverk": "2.16.578.1.12.4.1.1.7110", "kode": "F32"}]
+    assert praksis_rules(krav(regning(diagnoser=icd)), "PSNO") == []
+    problems = praksis_rules(krav(regning(diagnoser=icpc)), "PSNO")
+    assert found(problems) == [("KODEVERK_CODE_UNKNOWN", f"{R0}.diagnoser[0].kodeverk", W)]
+    assert "shall use ICD-10" in problems[0].message
+    assert "L73" not in problems[0].message  # a diagnosis is patient data: never named
+    assert praksis_rules(krav(regning(diagnoser=icpc)), "FYNO") == []
+    assert found(praksis_rules(krav(regning(diagnoser=icd)), "KINO")) == [
+        ("KODEVERK_CODE_UNKNOWN", f"{R0}.diagnoser[0].kodeverk", W)
+    ]
+    assert praksis_rules(krav(regning(diagnoser=icpc)), "FALE") == []  # lege: either
+    assert found(praksis_rules(krav(regning(sjeldenMedisinskTilstand="4")), "FYNO")) == [
+        ("FIELD_NOT_USED", f"{R0}.sjeldenMedisinskTilstand", W)
+    ]
+
+
 def test_an_unknown_or_missing_praksis_type_runs_no_praksis_rule() -> None:
     assert praksis_rules(krav(), None) == []
     assert praksis_rules(krav(), "XXXX") == []
