@@ -415,3 +415,23 @@ def test_amounts_keep_their_digits_and_sign() -> None:
     assert regning(data)["belop"] == Decimal("-435.50")
     assert str(regning(data)["belop"]) == "-435.50"
     assert data["behandlerkrav"]["belop"] == Decimal("-435.5")
+
+
+def test_a_typeid_with_v_and_dn_swapped_is_read_as_the_code() -> None:
+    # Real EPJ files write TypeId V="HPR-nummer" DN="HPR" (reference: real-world.md); the
+    # JSON BKM takes the code only (FNR, DNR or HPR for a behandler).
+    ident = '<Id>9144889</Id><TypeId V="HPR-nummer" DN="HPR"/>'
+    data = bkm(
+        behandling=f"<Behandlerident>{ident}</Behandlerident>",
+        patient=f'<Ident><Id>{FNR}</Id><TypeId V="Fødselsnummer" DN="FNR"/></Ident>',
+    )
+    result = convert(data, ConvertContext(praksis_id="1004326178"))
+    assert result.problems == [], [p.format("test.xml") for p in result.problems]
+    out = regning(json_of(data))
+    assert out["utforendeBehandler"] == {"identifikasjon": {"id": "9144889", "type": "HPR"}}
+    assert out["pasient"]["identifikasjon"]["type"] == "FNR"
+    # A TypeId that names no code stays as written, and the documented rules say so.
+    odd = bkm(behandling='<Behandlerident><Id>9144889</Id><TypeId V="ENH"/></Behandlerident>')
+    assert [p.code for p in convert(odd, ConvertContext(praksis_id="1")).errors] == [
+        "KODEVERK_CODE_UNKNOWN"
+    ]
