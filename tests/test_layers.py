@@ -150,3 +150,23 @@ def test_each_subpackage_names_its_face(layer: str) -> None:
     } | {path.stem for path in (PACKAGE / layer).glob("[!_]*.py")}
     assert set(face.__all__) >= modules
     assert face.__doc__ and len(face.__doc__) > 80
+
+
+def test_tests_share_helpers_only_through_support() -> None:
+    """A test module imported by another runs only when both are collected together, so shared
+    helpers live in tests/support/ (imported as `support.…`), never in a test module."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [
+                f"{path.relative_to(tests)}: {name}"
+                for name in names
+                if name.split(".")[0].startswith(("test_", "conftest"))
+            ]
+    assert not offenders

@@ -167,7 +167,9 @@ def watch_command(
     )
     try:
         if once:
-            raise typer.Exit(runner.run_once())
+            code = runner.run_once()
+            _log_summary(runner.summary)
+            raise typer.Exit(code)
         _stop_on_signals(runner)  # before start: a service manager may stop it while starting
         runner.start()
         from bridge.daemon.systemd import SystemdNotifier  # no-op unless run by systemd
@@ -186,6 +188,22 @@ def watch_command(
     except Exception as exc:  # start-up failure: say what, not a traceback
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise typer.Exit(ExitCode.FAILED) from None
+
+
+def _log_summary(summary: dict[str, int]) -> None:
+    """The end of `watch --once`: how many files ended in each status word, in one line
+    (`watch --once: 3 file(s): 1 avvist lokalt, 2 delvis godkjent`) with the counts as the
+    JSON log field `summary`."""
+    from bridge.core.outcomes import status_label
+
+    total = sum(summary.values())
+    counts = ", ".join(f"{n} {status_label(word)}" for word, n in sorted(summary.items()))
+    logging.getLogger("bridge.watch").info(
+        "watch --once: %d file(s)%s",
+        total,
+        f": {counts}" if counts else "",
+        extra={"summary": dict(sorted(summary.items())), "files": total},
+    )
 
 
 def _stop_on_signals(runner: Runner) -> None:

@@ -1,6 +1,10 @@
 """The AppRec 1.0 receipt (`NAME.apprec.xml`): Helfo's answer in the form an EPJ that already
-reads AppRecs understands (Status 1 OK, 2 Avvist, 3 OK with rejected parts; one Error per
-merknad or problem). Built from the same `ReceiptFacts` as the JSON receipt; pure."""
+reads AppRecs understands, following NAV's own AppRec conventions: Status 1 OK; 3 "OK, feil i
+delmelding" once KUHR has controlled the claim and rejected regninger, with one Error per
+rejected regning and `OT` = its RegningNr; 2 Avvist when the message as a whole was refused
+(locally, by KUHR's technical control, or as a duplicate), one Error per problem. Every `DN`
+is Norwegian and says what to do. Built from the same `ReceiptFacts` as the JSON receipt;
+pure."""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ from lxml import etree
 from bridge import __version__
 from bridge.core.legacy.namespaces import APPREC_NS
 from bridge.core.receipts import (
+    DEV_WARNING,
     SANDBOX_WARNING,
     ReceiptFacts,
     Redactor,
     control_result,
+    kuhr_regninger,
     overall_status,
     praksis_id_of,
 )
@@ -39,6 +45,7 @@ ERROR_CODE_SYSTEM = "2.16.578.1.12.4.1.1.8222"
 
 
 DUPLICATE_ERROR_CODE = "DUPLIKAT_FIL"
+REJECTED_REGNING_CODE = "AVVIST"  # V of a rejected regning's Error when KUHR gave no merknad
 
 
 # Namespace of the UUIDs derived from a file's sha256 (AppRec Id, OriginalMsgId of bare files).
@@ -58,13 +65,13 @@ class AppRecError:
 def apprec_status(facts: ReceiptFacts) -> str | None:
     """AppRec Status: 1 OK, 2 Avvist, 3 OK – feil i delmelding; None while not final."""
     status = overall_status(facts)
-    if status in {"avvist_lokalt", "feil_i_melding", "duplikat", "avvist"}:
+    if status in {"avvist_lokalt", "feil_i_melding", "duplikat"}:
         return "2"
     control = control_result(facts)
     if control == "godkjent":
         return "1"
-    if control == "delvis_godkjent":
-        return "3"
+    if control in {"delvis_godkjent", "avvist"}:
+        return "3"  # the message was taken; regninger in it were rejected (NAV's convention)
     return None
 
 
@@ -75,6 +82,7 @@ def build_apprec(facts: ReceiptFacts, *, now: datetime) -> bytes | None:
         return None
     errors = list(_apprec_errors(facts, Redactor(facts.claim)))
     sandbox = facts.environment == "sandbox"
+    warning = {"sandbox": SANDBOX_WARNING, "dev": DEV_WARNING}.get(facts.environment)
 
     root = etree.Element(_q("AppRec"), nsmap={None: APPREC_NS})
     _sub(root, "MsgType", V="APPREC", DN="Applikasjonskvittering")
@@ -90,7 +98,7 @@ def build_apprec(facts: ReceiptFacts, *, now: datetime) -> bytes | None:
         root,
         "Status",
         V=status,
-        DN=f"{status_text} ({SANDBOX_WARNING})" if sandbox else status_text,
+        DN=f"{status_text} ({warning})" if warning else status_text,
     )
     for error in errors:
         _sub(root, "Error", V=error.code, S=ERROR_CODE_SYSTEM, DN=error.text, OT=error.origin)
@@ -120,24 +128,45 @@ def original_msg_id(facts: ReceiptFacts) -> str:
 def _apprec_errors(facts: ReceiptFacts, redact: Redactor) -> Iterator[AppRecError]:
     for problem in facts.problems:
         origin = "bkm-bridge lokal kontroll" + ("" if problem.is_error else " (advarsel)")
-        yield AppRecError(problem.code, redact.problem(problem), origin)
+        where = f" (linje {problem.line})" if problem.line else ""
+        yield AppRecError(problem.code, problem.staff_text + where, origin)
     if facts.state == "duplicate":
-        text = "The same content was already taken from another file and is not sent again"
-        where = f": {Path(facts.duplicate_of).name}" if facts.duplicate_of else ""
-        yield AppRecError(DUPLICATE_ERROR_CODE, text + where + ".", "bkm-bridge duplikatkontroll")
+        where = f" ({Path(facts.duplicate_of).name})" if facts.duplicate_of else ""
+        text = (
+            f"Det samme kravet er allerede sendt fra en annen fil{where}, så det er ikke sendt "
+            "en gang til. Du trenger ikke gjøre noe."
+        )
+        yield AppRecError(DUPLICATE_ERROR_CODE, text, "bkm-bridge duplikatkontroll")
     for feil in facts.submit.feilmeldinger or [] if facts.submit else []:
-        yield AppRecError(feil.kode, redact.local(feil.melding), "KUHR feilmelding")
+        text = f"Helfo avviste meldingen: {redact.local(feil.melding).rstrip('.')}. {_RESEND}"
+        yield AppRecError(feil.kode, text, "KUHR feilmelding")
+    yield from _rejected_regninger(facts, redact)
     for index, detail in enumerate(facts.details):
         prefix = f"Rebehandling {index}: " if index else ""
         innsending = detail.innsending
-        for regning in innsending.regninger if innsending else []:
-            for m in regning.merknader:
-                text = f"{prefix}Regning {regning.regningsnummer}: {redact.kuhr(m.tekst)}"
-                yield AppRecError(m.nummer, text, "KUHR merknad (regning)")
         for m in innsending.merknader if innsending else []:
             yield AppRecError(m.nummer, prefix + redact.kuhr(m.tekst), "KUHR merknad (innsending)")
         for m in detail.vedtak.merknader if detail.vedtak else []:
             yield AppRecError(m.nummer, prefix + redact.kuhr(m.tekst), "KUHR merknad (vedtak)")
+
+
+_RESEND = "Rett dette i journalsystemet og send kravet på nytt."
+
+
+def _rejected_regninger(facts: ReceiptFacts, redact: Redactor) -> Iterator[AppRecError]:
+    """One Error per regning KUHR rejected (its latest result, a rebehandling's included):
+    V = its first merknad, DN = every merknad and what to do, OT = its RegningNr."""
+    for row in kuhr_regninger(facts, redact):
+        if row["status"] != "avvist":
+            continue
+        number = row["regningsnummer"] or "?"
+        merknader = row["merknader"]
+        reasons = "; ".join(f"merknad {m['nummer']}: {m['tekst'].rstrip('. ')}" for m in merknader)
+        text = "Rebehandling: " if row.get("rebehandlet") else ""
+        text += f"Regning {number} er avvist av Helfo" + (f" ({reasons})" if reasons else "")
+        text += ". Rett regningen i journalsystemet og send den på nytt."
+        code = str(merknader[0]["nummer"]) if merknader else REJECTED_REGNING_CODE
+        yield AppRecError(code, text, str(number))
 
 
 def _sender(facts: ReceiptFacts, sandbox: bool) -> tuple[str, str, str, list[tuple[str, str]]]:

@@ -51,36 +51,69 @@ class Status(StrEnum):
 
 
 # The overall `status` words, and the sentence a receipt carries when the caller gives none.
+# For clinic staff: Norwegian, saying what happened and what to do (operator advice about
+# flags and settings goes to the log and the CLI, never here).
 STATUS_SENTENCES: dict[str, str] = {
-    "venter": "The file is queued or being sent to KUHR; nothing to do yet.",
-    "sendt": "KUHR has received the claim; the control result is not ready yet.",
+    "venter": "Filen står i kø eller sendes nå til Helfo. Du trenger ikke gjøre noe.",
+    "sendt": (
+        "Helfo har mottatt kravet, men kontrollen er ikke ferdig ennå. Du trenger ikke gjøre "
+        "noe; kvitteringen oppdateres når svaret kommer."
+    ),
     "feilet_midlertidig": (
-        "Sending or following the claim failed for a transient reason; the bridge will retry."
+        "Kravet kunne ikke sendes eller følges opp akkurat nå, men det er ikke feil i kravet. "
+        "bkm-bridge prøver igjen automatisk. Varer det mer enn en time, kontakt IT-ansvarlig."
     ),
     "avvist_lokalt": (
-        "The file was not sent: fix the problems listed under problemer and save the file again."
+        "Kravet er ikke sendt til Helfo. Rett feilene under problemer i journalsystemet og "
+        "send kravet på nytt."
     ),
     "feil_i_melding": (
-        "KUHR refused the message (see feilmeldinger); nothing was processed. Fix and resend."
+        "Helfo avviste hele meldingen (se feilmeldinger), så ingen regninger er behandlet. "
+        "Rett feilene i journalsystemet og send kravet på nytt."
     ),
-    "duplikat": "The same content was already taken from another file; it was not sent again.",
-    "godkjent": "All regninger were approved.",
+    "duplikat": (
+        "Det samme kravet er allerede sendt fra en annen fil, så det er ikke sendt en gang "
+        "til. Du trenger ikke gjøre noe."
+    ),
+    "godkjent": "Alle regningene er godkjent av Helfo. Du trenger ikke gjøre noe.",
     "delvis_godkjent": (
-        "Some regninger were rejected (see their merknader); the others were approved."
+        "Noen regninger er avvist av Helfo (se merknadene), de andre er godkjent. Rett de "
+        "avviste regningene i journalsystemet og send dem på nytt."
     ),
-    "avvist": "All regninger were rejected (see their merknader).",
-    "sendt_til_utbetaling": "The approved regninger are part of a vedtak and sent for payment.",
-    "utbetalt": "The payment has been made (see vedtak).",
-    "ingen_utbetaling": "KUHR decided that no payment will be made (see vedtak).",
-    "ignorert": "The file is not a behandlerkravmelding and was ignored.",
-    "kontrollert": "KUHR has controlled the claim; each regning's result is in regninger.",
+    "avvist": (
+        "Alle regningene er avvist av Helfo (se merknadene). Rett regningene i "
+        "journalsystemet og send dem på nytt."
+    ),
+    "sendt_til_utbetaling": (
+        "De godkjente regningene er vedtatt og sendt til utbetaling. Du trenger ikke gjøre noe."
+    ),
+    "utbetalt": "Helfo har utbetalt kravet (se vedtak). Du trenger ikke gjøre noe.",
+    "ingen_utbetaling": (
+        "Helfo har bestemt at det ikke blir noen utbetaling (se vedtak). Er du uenig, ta "
+        "kontakt med Helfo."
+    ),
+    "ignorert": "Filen er ikke et behandlerkrav og er ikke sendt. Du trenger ikke gjøre noe.",
+    "kontrollert": (
+        "Helfo har kontrollert kravet; resultatet for hver regning står under regninger."
+    ),
+    "konvertert": "Prøvekjøring: filen kan leses og ville blitt sendt. Ingenting er sendt.",
+    "ikke_behandlet": (
+        "Kjøringen stoppet før denne filen ble behandlet. Kjør den på nytt for å fortsette."
+    ),
     "ikke_sendt_til_kontroll": (
-        "KUHR har tatt imot kravet, men ikke sendt det til kontroll ennå. bkm-bridge følger "
-        "med og skriver en ny kvittering når det skjer; du trenger ikke gjøre noe nå."
+        "Helfo har mottatt kravet, men ikke sendt det til kontroll ennå. Du trenger ikke gjøre "
+        "noe; kvitteringen oppdateres når det skjer."
     ),
-    "konvertert": "Dry run: the file converts cleanly and would be sent.",
-    "ikke_behandlet": "The run ended before this file was processed; run it again to go on.",
 }
+
+# Each status word as people read it in a line of text (log lines, summaries, tables):
+# "avvist_lokalt" → "avvist lokalt". Scripts keep the words themselves.
+STATUS_LABELS: dict[str, str] = {s.value: s.value.replace("_", " ") for s in Status}
+
+
+def status_label(word: str) -> str:
+    """`avvist_lokalt` → `avvist lokalt`; an unknown word is returned as it is."""
+    return STATUS_LABELS.get(str(word), str(word))
 
 
 _OF_STATE = {
@@ -99,9 +132,19 @@ _OF_STATE = {
 }
 
 
+# The one Norwegian vocabulary for journal states: the status word each state says by
+# itself. `status --local`, receipts and reports show these, never the English state names.
+STATE_WORDS: dict[State, str] = {state: status.value for state, status in _OF_STATE.items()}
+
+
 def status_of(state: State) -> Status:
     """The word a journal state says by itself (without KUHR's per-regning results)."""
     return _OF_STATE[state]
+
+
+def state_word(state: State | str) -> str:
+    """The Norwegian word of a journal state (`rejected` → `avvist_lokalt`)."""
+    return STATE_WORDS[State(state)]
 
 
 # Outcomes that need someone to act, and outcomes of files not finished yet.
@@ -128,8 +171,8 @@ def unsent_control_stopped(sent_at: datetime | None) -> str:
     to control (`sent_at`: when it was sent, local time)."""
     when = f" (sendt {sent_at.strftime('%d.%m.%Y kl. %H:%M')})" if sent_at else ""
     return (
-        f"KUHR har tatt imot kravet{when}, men har ikke sendt det til kontroll, og bkm-bridge "
+        f"Helfo har mottatt kravet{when}, men har ikke sendt det til kontroll, og bkm-bridge "
         "følger ikke lenger med på det av seg selv. Sjekk kravet i tjenesteportalen for "
         "helseaktører, eller kontakt Helfo og oppgi behandlerkravmeldingId fra denne "
-        "kvitteringen. Ikke send filen på nytt: KUHR har allerede kravet."
+        "kvitteringen. Ikke send filen på nytt: Helfo har allerede kravet."
     )

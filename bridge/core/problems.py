@@ -115,6 +115,149 @@ PROBLEM_CODES: dict[str, str] = {
 }
 
 
+# What clinic staff read for each code (JSON receipt `melding`, AppRec Error DN): Norwegian,
+# what is wrong and what to do. No flags or settings here: that advice is in the problem's own
+# message, which goes to the log and the CLI (and, where it names no setting, to the receipt's
+# `detalj` for the IT person).
+_FIX_IN_EPJ = "Rett dette i journalsystemet og send kravet på nytt."
+_ASK_IT = "Kontakt IT-ansvarlig; kravet sendes når feilen er rettet."
+STAFF_TEXT: dict[str, str] = {
+    "FILE_UNREADABLE": (
+        "Filen kunne ikke leses (den ble borte, eller bkm-bridge har ikke tilgang). Lagre "
+        "kravet på nytt fra journalsystemet; skjer det igjen, kontakt IT-ansvarlig."
+    ),
+    "CONVERT_CRASHED": f"Filen kunne ikke behandles av bkm-bridge. {_ASK_IT}",
+    "FILE_EMPTY": "Filen er tom. Lag kravet på nytt i journalsystemet.",
+    "FILE_TOO_LARGE": (
+        "Filen er større enn bkm-bridge tar imot. Del kravet i flere mindre krav i "
+        "journalsystemet, eller kontakt IT-ansvarlig."
+    ),
+    "NOT_XML": (
+        "Filen er ikke et behandlerkrav (ikke XML). Sjekk at journalsystemet lagrer kravet i "
+        "riktig mappe og format, og lag kravet på nytt."
+    ),
+    "XML_MALFORMED": (
+        "Filen er ødelagt eller ufullstendig. Lag kravet på nytt i journalsystemet; skjer "
+        "det igjen, kontakt leverandøren av journalsystemet."
+    ),
+    "ENCODING_INVALID": (
+        "Filen har tegn som ikke kan leses (for eksempel æ, ø, å). Lag kravet på nytt; "
+        "skjer det igjen, kontakt leverandøren av journalsystemet."
+    ),
+    "ENCODING_MISMATCH": (
+        "Filen sier at den bruker én tegnkoding, men bruker en annen, så æ, ø og å ville "
+        f"blitt feil. {_ASK_IT}"
+    ),
+    "DTD_FORBIDDEN": (
+        "Filen har innhold som av sikkerhetshensyn ikke tas imot (DOCTYPE). Kontakt "
+        "leverandøren av journalsystemet."
+    ),
+    "UNKNOWN_NAMESPACE": (
+        "Filen er en meldingstype eller versjon bkm-bridge ikke kjenner. Kontakt "
+        "IT-ansvarlig eller leverandøren av journalsystemet."
+    ),
+    "NOT_A_BKM": "Filen er ikke et behandlerkrav og er ikke sendt. Du trenger ikke gjøre noe.",
+    "ENVELOPE_INVALID": (
+        "Konvolutten rundt kravet (MsgHead) er ødelagt eller tom. Lag kravet på nytt i "
+        "journalsystemet."
+    ),
+    "SCHEMA_INVALID": (
+        "Kravet mangler et felt, har et felt for mye eller et felt med feil form (se "
+        f"detalj og linje). {_FIX_IN_EPJ}"
+    ),
+    "VALUE_INVALID": (
+        f"Et felt har en verdi som ikke kan brukes (dato, beløp eller tall). {_FIX_IN_EPJ}"
+    ),
+    "COUNT_MISMATCH": (
+        f"Antall regninger i kravet stemmer ikke med regningene som ligger i det. {_FIX_IN_EPJ}"
+    ),
+    "SUM_MISMATCH": f"Summen av kravet stemmer ikke med summen av regningene. {_FIX_IN_EPJ}",
+    "GUID_DERIVED": (
+        "En regning mangler GUID; bkm-bridge har laget en fast GUID for den. Du trenger ikke "
+        "gjøre noe."
+    ),
+    "PRAKSIS_MISSING": (
+        "Kravet er ikke sendt fordi bkm-bridge ikke vet hvilken praksis hos Helfo det gjelder. "
+        "Kontakt IT-ansvarlig, som må knytte avsenderen til en praksis; send så kravet på nytt."
+    ),
+    "MODEL_INVALID": f"Kravet mangler opplysninger Helfo krever. {_FIX_IN_EPJ}",
+    "REGNING_IN_FUTURE": (
+        "En regning er datert fram i tid; Helfo ville avvist den (merknad 766). Rett datoen "
+        "og send regningen på nytt."
+    ),
+    "ENKEL_KONTAKT_NEAR_KONSULTASJON": (
+        "Enkel kontakt (1bd/1be/1bk) er ført på egen regning mindre enn 60 minutter fra en "
+        "konsultasjon for samme pasient; Helfo ville avvist den (merknad 470). Før takstene "
+        "på samme regning, eller fjern den."
+    ),
+    "TAKST_UNKNOWN": f"En takstkode finnes ikke i takstlisten for praksisen. {_FIX_IN_EPJ}",
+    "TAKST_NOT_VALID_ON_DATE": (
+        f"En takstkode gjaldt ikke på behandlingsdatoen. Velg riktig takst. {_FIX_IN_EPJ}"
+    ),
+    "TAKST_AMOUNT_DIFFERS": (
+        f"Beløpet for en takst er ikke det takstlisten sier for datoen. {_FIX_IN_EPJ}"
+    ),
+    "TAKST_REPETITIONS_EXCEEDED": (
+        f"En takst er ført flere ganger enn takstlisten tillater. {_FIX_IN_EPJ}"
+    ),
+    "REGNING_AMOUNT_DIFFERS": (
+        f"Beløpet på en regning stemmer ikke med takstene på den. {_FIX_IN_EPJ}"
+    ),
+    "TAKST_INVALID_COMBINATION": (
+        f"To takster på samme regning kan ikke brukes sammen. {_FIX_IN_EPJ}"
+    ),
+    "TAKST_REQUIRES_TAKST": (
+        f"En takst krever en annen takst som regningen ikke har. {_FIX_IN_EPJ}"
+    ),
+    "TAKST_REQUIRES_DIAGNOSE": (
+        f"En takst krever en diagnose som regningen ikke har. {_FIX_IN_EPJ}"
+    ),
+    "NLK_UNKNOWN": f"En laboratoriekode (NLK) finnes ikke i kodelisten. {_FIX_IN_EPJ}",
+    "NLK_NOT_VALID_ON_DATE": (
+        f"En laboratoriekode (NLK) gjaldt ikke på behandlingsdatoen. {_FIX_IN_EPJ}"
+    ),
+    "TAKSTER_UNAVAILABLE": (
+        "Takstene kunne ikke sjekkes før sending (takstlisten mangler). Kontakt IT-ansvarlig."
+    ),
+    "PRECHECK_BLOCKED": (
+        "Kravet er ikke sendt fordi forhåndskontrollen fant feil Helfo ville avvist (se "
+        f"forhandskontroll). {_FIX_IN_EPJ}"
+    ),
+    # The API documentation's code lists and conditional rules (bridge.core.rules).
+    "KODEVERK_CODE_UNKNOWN": (
+        "En kode i kravet er ikke en av kodene Helfo har beskrevet for feltet (se detalj). Er "
+        "det en feil, rett den i journalsystemet og send kravet på nytt."
+    ),
+    "FIELD_FORMAT_INVALID": (
+        f"Et felt i kravet har feil form, for eksempel en tannkode (se detalj). {_FIX_IN_EPJ}"
+    ),
+    "FIELD_REQUIRED": (
+        "Kravet mangler en opplysning Helfo krever for denne praksisen eller behandlingen (se "
+        f"detalj). {_FIX_IN_EPJ}"
+    ),
+    "FIELD_NOT_USED": (
+        "Kravet har en opplysning som ikke brukes for denne typen praksis (se detalj). Kravet "
+        "er sendt likevel; be leverandøren av journalsystemet se på det."
+    ),
+    "BETALT_EGENANDEL_KORRIGERING_INVALID": (
+        "En korrigering kan bare endre egenandelen fra ikke betalt til betalt; Helfo ville "
+        f"avvist denne. {_FIX_IN_EPJ}"
+    ),
+    "KREDITERING_AMOUNT_POSITIVE": (
+        "En kreditering har et positivt beløp, men skal ha minusbeløp. Kravet er sendt; sjekk "
+        "krediteringen i journalsystemet."
+    ),
+    "RECEIPT_PATH_TAKEN": (
+        "Der kvitteringen skal ligge, lå det noe annet enn en vanlig fil. Kontakt IT-ansvarlig."
+    ),
+}
+# Codes whose own message gives operator advice (flags, settings, registrations): it goes
+# to the log and the CLI only, and a receipt carries just the staff sentence.
+OPERATOR_DETAIL: frozenset[str] = frozenset(
+    {"PRAKSIS_MISSING", "PRECHECK_BLOCKED", "FILE_TOO_LARGE", "TAKSTER_UNAVAILABLE"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with a file, in words a clinic's IT person understands."""
@@ -143,9 +286,28 @@ class Problem:
             text += " [warning]"
         return text
 
+    @property
+    def staff_text(self) -> str:
+        """What clinic staff read about it (Norwegian, what to do)."""
+        return STAFF_TEXT[self.code]
+
+    @property
+    def detail_for_staff(self) -> str | None:
+        """The technical message, for the receipt's `detalj`; None when it is operator
+        advice (flags, settings) that belongs in the log only. A RECEIPT_PATH_TAKEN message
+        is already Norwegian and names the file: it is the staff text itself."""
+        if self.code in OPERATOR_DETAIL or self.code == "RECEIPT_PATH_TAKEN":
+            return None
+        return self.message
+
     def as_dict(self) -> dict[str, object]:
-        """The receipt form: kode, melding, linje (Norwegian keys, like KUHR's feilmeldinger)."""
-        out: dict[str, object] = {"kode": self.code, "melding": self.message}
+        """The receipt form: kode, melding (Norwegian, for staff), detalj (technical), linje
+        (Norwegian keys, like KUHR's feilmeldinger)."""
+        melding = self.message if self.code == "RECEIPT_PATH_TAKEN" else self.staff_text
+        out: dict[str, object] = {"kode": self.code, "melding": melding}
+        detail = self.detail_for_staff
+        if detail:
+            out["detalj"] = detail
         if self.line is not None:
             out["linje"] = self.line
         if self.path:
@@ -157,3 +319,6 @@ class Problem:
 
 def has_errors(problems: list[Problem]) -> bool:
     return any(p.is_error for p in problems)
+
+
+assert set(STAFF_TEXT) == set(PROBLEM_CODES), "every problem code needs a staff sentence"

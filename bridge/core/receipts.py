@@ -29,8 +29,8 @@ from bridge.core.model import (
     RegningResultat,
     SendInnResponse,
 )
-from bridge.core.outcomes import STATUS_SENTENCES, State, Status, status_of
-from bridge.core.problems import Problem
+from bridge.core.outcomes import STATUS_SENTENCES, State, Status, status_label, status_of
+from bridge.core.problems import STAFF_TEXT, Problem
 from bridge.runtime.redaction import Mentions, ascii_folded
 
 RECEIPT_FORMAT_VERSION = 1
@@ -109,7 +109,7 @@ def control_result(facts: ReceiptFacts) -> str | None:
     """godkjent | delvis_godkjent | avvist once KUHR's control has judged every regning."""
     if not facts.details or not any(_controlled(d) for d in facts.details):
         return None
-    statuses = {r["status"] for r in _kuhr_regninger(facts)}
+    statuses = {r["status"] for r in kuhr_regninger(facts)}
     if not statuses or not statuses <= {"godkjent", "avvist"}:
         return None
     if statuses == {"godkjent"}:
@@ -140,6 +140,61 @@ def _payment_word(facts: ReceiptFacts) -> str | None:
         if detail.utbetalingsstatus in _PAYMENT_WORDS:
             return detail.utbetalingsstatus
     return None
+
+
+# --------------------------------------------------------------------------- outcome line
+
+
+_CONTROL_WORDS = frozenset({"kontrollert", "godkjent", "delvis_godkjent", "avvist", "sendt"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a file version's final (or control) state says, for one log line: the status
+    word, the codes behind it (problem codes, KUHR feilmelding codes, merknad numbers) and
+    the count of regninger per KUHR result."""
+
+    status: str
+    codes: tuple[str, ...]
+    regninger: dict[str, int]
+
+    def line(self, name: str) -> str:
+        """`x.xml: kontrollert: 2 avvist, 1 godkjent (delvis godkjent; merknader 470, 766)`,
+        `broken.xml: avvist lokalt: NOT_XML`."""
+        if self.regninger:
+            counts = ", ".join(f"{n} {word}" for word, n in sorted(self.regninger.items()))
+            control = self.status in _CONTROL_WORDS
+            head = "kontrollert" if control else status_label(self.status)
+            extra = [status_label(self.status)] if control and self.status != "kontrollert" else []
+            if self.codes:
+                extra.append("merknader " + ", ".join(self.codes))
+            text = f"{name}: {head}: {counts}"
+            return text + (f" ({'; '.join(extra)})" if extra else "")
+        text = f"{name}: {status_label(self.status)}"
+        return text + (f": {', '.join(self.codes)}" if self.codes else "")
+
+    def fields(self, name: str) -> dict[str, Any]:
+        """The JSON log record's fields (`extra=`): file, state, codes, regninger."""
+        out: dict[str, Any] = {"file": name, "state": self.status, "codes": list(self.codes)}
+        if self.regninger:
+            out["regninger"] = dict(self.regninger)
+        return out
+
+
+def outcome_of(facts: ReceiptFacts) -> Outcome:
+    """The outcome of a file version, in the receipts' vocabulary."""
+    status = str(overall_status(facts))
+    codes: list[str] = []
+    codes += sorted({p.code for p in facts.problems if p.is_error})
+    codes += [f.kode for f in (facts.submit.feilmeldinger or [] if facts.submit else [])]
+    regninger: dict[str, int] = {}
+    if State(facts.state) in _AT_KUHR and control_result(facts) is not None:
+        rows = kuhr_regninger(facts)
+        for row in rows:
+            regninger[row["status"]] = regninger.get(row["status"], 0) + 1
+        numbers = {str(m["nummer"]) for r in rows for m in r["merknader"]}
+        codes += sorted(numbers, key=lambda n: (len(n), n))
+    return Outcome(status, tuple(dict.fromkeys(codes)), regninger)
 
 
 # --------------------------------------------------------------------------- JSON receipt
@@ -183,7 +238,7 @@ def build_receipt(facts: ReceiptFacts) -> dict[str, Any]:
             for f in (facts.submit.feilmeldinger or [] if facts.submit else [])
         ],
         "problemer": [_problem(p, redact) for p in facts.problems],
-        "forhandskontroll": [redact.data(item) for item in facts.precheck],
+        "forhandskontroll": [_finding(item, redact) for item in facts.precheck],
         "vedtak": _vedtak(original, redact) if original else None,
         "rebehandlinger": [_rebehandling(d, redact) for d in facts.details[1:]],
         "duplikatAv": facts.duplicate_of,
@@ -235,7 +290,7 @@ def _regninger(facts: ReceiptFacts, redact: Redactor) -> list[dict[str, Any]]:
                 "status": unsent,
                 "merknader": [],
             }
-    for row in _kuhr_regninger(facts, redact):
+    for row in kuhr_regninger(facts, redact):
         key = _match(rows, row)
         if key is None:
             rows[row["guid"] or f"#{row['regningsnummer']}"] = row
@@ -244,7 +299,7 @@ def _regninger(facts: ReceiptFacts, redact: Redactor) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _kuhr_regninger(facts: ReceiptFacts, redact: Redactor | None = None) -> list[dict[str, Any]]:
+def kuhr_regninger(facts: ReceiptFacts, redact: Redactor | None = None) -> list[dict[str, Any]]:
     """KUHR's regning results, later (rebehandling) entries replacing earlier ones."""
     redact = redact or Redactor(facts.claim)
     rows: dict[str, dict[str, Any]] = {}
@@ -283,8 +338,22 @@ def _merknader(merknader: Iterable[Merknad], redact: Redactor) -> list[dict[str,
 
 
 def _problem(problem: Problem, redact: Redactor) -> dict[str, object]:
+    """`melding`: the Norwegian staff sentence; `detalj`: the technical text (redacted), left
+    out where it is operator advice for the log (bridge.core.problems.OPERATOR_DETAIL)."""
     out = problem.as_dict()
-    out["melding"] = redact.problem(problem)
+    if problem.code == "RECEIPT_PATH_TAKEN":
+        out["melding"] = redact.problem(problem)
+    elif "detalj" in out:
+        out["detalj"] = redact.problem(problem)
+    return out
+
+
+def _finding(item: dict[str, Any], redact: Redactor) -> dict[str, Any]:
+    """A pre-control finding, with the staff sentence for its code as `veiledning`."""
+    out = redact.data(item)
+    code = item.get("kode")
+    if isinstance(code, str) and code in STAFF_TEXT:
+        out["veiledning"] = STAFF_TEXT[code]
     return out
 
 

@@ -40,7 +40,7 @@ from bridge.flow.pipeline import TRACKED_STATES, WORKING_STATES
 from bridge.kuhr.client import PRAKSIS_PATH
 from bridge.kuhr.identity import identity_checks
 from bridge.kuhr.proxy import async_transport
-from bridge.runtime.listen import listening_socket, stop_server
+from bridge.runtime.listen import listening_socket, stop_server, wait_started
 from bridge.runtime.redaction import redact_text
 
 log = logging.getLogger("bridge.health")
@@ -395,13 +395,8 @@ def start_health_server(
         target=lambda: asyncio.run(serve()), name="bkm-bridge-health", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise HealthStartError(f"the health endpoint did not start on {host}:{bound}")
-        time.sleep(0.01)
+    if not wait_started(server, thread, sock, START_TIMEOUT_SECONDS):
+        raise HealthStartError(f"the health endpoint did not start on {host}:{bound}")
     url_host = f"[{host}]" if ":" in host else host
     url = f"http://{url_host}:{bound}"
     if not _is_loopback(host):

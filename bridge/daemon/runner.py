@@ -19,10 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.config import Settings
+from bridge.config import Environment, Settings
 from bridge.core.outcomes import State
+from bridge.core.receipts import outcome_of
 from bridge.daemon.watcher import FolderWatcher, IntakeOptions
 from bridge.files.fsutil import remove_abandoned_temps
+from bridge.files.production import mark_production_folders
 from bridge.files.receipts import is_receipt_name
 from bridge.flow.assembly import (
     open_kuhr,
@@ -68,6 +70,8 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_requested = threading.Event()
+        # `run_once`: how many of the files it handled ended in each status word.
+        self.summary: dict[str, int] = {}
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ contract
@@ -160,10 +164,17 @@ class Runner:
         assert self.journal is not None
         failed = 0
         no_receipt: list[str] = []
+        self.summary = {}
         for path in handed:
             version = self.journal.latest_for_path(str(path))
             if version is None:
                 continue
+            word = (
+                "ignorert"
+                if version.state is State.SKIPPED
+                else outcome_of(pipeline.delivery.facts(version)).status
+            )
+            self.summary[word] = self.summary.get(word, 0) + 1
             if version.state in (State.REJECTED, State.FAILED):
                 failed += 1
             if version.receipts_pending:
@@ -196,6 +207,9 @@ class Runner:
             self.journal = open_watch_journal(settings)
             stack.callback(self.journal.close)
             await asyncio.to_thread(self._remove_abandoned_temps)
+            if settings.kuhr.environment is Environment.PROD:  # sandbox/dev runs then keep out
+                marked = [*self.options.folders, *filter(None, [watch.receipts_dir])]
+                await asyncio.to_thread(mark_production_folders, marked)
             self.pipeline = Pipeline(
                 self.journal,
                 kuhr,

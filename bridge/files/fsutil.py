@@ -213,19 +213,26 @@ def read_regular_file(path: Path | str, *, limit: int) -> bytes | None:
         opened = os.fstat(fd)
         if kind_of(opened) != REGULAR_FILE or not _same_file(opened, before):
             raise NotARegularFileError(path, f"{kind_of(opened)} swapped in while opening")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise FileTooLargeError(path, total, limit)
-        return b"".join(chunks)
+        data = read_past(fd, limit)
+        if len(data) > limit:
+            raise FileTooLargeError(path, len(data), limit)
+        return data
     finally:
         os.close(fd)
+
+
+def read_past(fd: int, limit: int, start: bytes = b"") -> bytes:
+    """`start` (what was read already) and the rest of `fd` up to its end, but never more than
+    one byte past `limit` in all: a result longer than `limit` means the file is too large."""
+    chunks = [start]
+    total = len(start)
+    while total <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

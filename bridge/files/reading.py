@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bridge.core.convert import ConvertContext, ConvertResult, convert, too_large, unreadable
 from bridge.errors import BridgeError
-from bridge.files.fsutil import NotARegularFileError, kind_of
+from bridge.files.fsutil import NotARegularFileError, kind_of, read_past
 
 
 def convert_file(path: Path, context: ConvertContext) -> ConvertResult:
@@ -52,15 +52,7 @@ def read_limited(path: Path | str, max_bytes: int | None) -> bytes:
         data = os.read(fd, size + 1)
         if len(data) <= size:
             return data
-        chunks = [data]  # grown since fstat: read on, up to one byte past the limit
-        total = len(data)
-        limit = sys.maxsize if max_bytes is None else max_bytes
-        while total <= limit:
-            more = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not more:
-                break
-            chunks.append(more)
-            total += len(more)
-        return b"".join(chunks)
+        # grown since fstat: read on, up to one byte past the limit
+        return read_past(fd, sys.maxsize if max_bytes is None else max_bytes, data)
     finally:
         os.close(fd)

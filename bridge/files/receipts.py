@@ -101,6 +101,7 @@ class Placement:
 
     written: list[Path] = field(default_factory=list)
     traps: list[Trap] = field(default_factory=list)
+    withheld: Path | None = None  # an AppRec due here that the caller did not allow
 
     @property
     def blocked(self) -> list[Trap]:
@@ -129,6 +130,7 @@ def place_receipts(
     root: Path | None = None,
     now: datetime | None = None,
     notes: Sequence[Problem] = (),
+    apprec_allowed: bool = True,
 ) -> Placement:
     """Write (atomically) what changed, never following or opening anything but a regular
     file at a receipt path.
@@ -158,6 +160,9 @@ def place_receipts(
         atomic_write(json_path, data)
         placement.written.append(json_path)
     apprec = build_apprec(facts, now=now)
+    if apprec is not None and not apprec_allowed:
+        placement.withheld = apprec_path  # the caller says why; nothing there is touched
+        return placement
     apprec_trap = trapped.get(apprec_path)
     if apprec is None:
         if apprec_trap is None or apprec_trap.replaceable:

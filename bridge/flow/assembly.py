@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Environment, Settings
+from bridge.config import ConfigError, Environment, Settings, read_toml
 from bridge.flow.journal import Journal
 from bridge.flow.options import PipelineOptions
 from bridge.flow.precheck import Prechecker, sandbox_clock, wall_clock
@@ -162,8 +162,28 @@ def pipeline_options(
         "poll_max_payment": max(0.2, base.poll_max_payment / scale),
         "unsent_control_max": base.unsent_control_max / scale,
         "learn_patient_data": remember_patient_data,
+        "production_folders": production_folders(settings),
     }
     return PipelineOptions(**{**options, **more})
+
+
+def production_folders(settings: Settings) -> tuple[Path, ...]:
+    """The folders of a production settings file while this run is not prod (the dry run
+    with `--env sandbox` or `--env dev`): its `[watch] folders` and `receipts_dir`."""
+    path = settings.config_file
+    if path is None or settings.kuhr.environment is Environment.PROD:
+        return ()
+    try:
+        data = read_toml(path)
+    except ConfigError:
+        return ()
+    if str((data.get("kuhr") or {}).get("environment", "")).lower() != Environment.PROD.value:
+        return ()
+    watch = data.get("watch") or {}
+    folders = [Path(f) for f in watch.get("folders") or []]
+    if watch.get("receipts_dir"):
+        folders.append(Path(watch["receipts_dir"]))
+    return tuple(folders)
 
 
 def prechecker(settings: Settings, target: Target | None = None) -> Prechecker:

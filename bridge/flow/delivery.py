@@ -19,13 +19,15 @@ from pathlib import Path
 from bridge.core.model import Behandlerkravmelding, dump_json, load_json
 from bridge.core.notices import transient_message
 from bridge.core.outcomes import State, unsent_control_stopped
-from bridge.core.receipts import ReceiptFacts, build_receipt
+from bridge.core.receipts import ReceiptFacts, build_receipt, outcome_of
 from bridge.core.timezone import OSLO
 from bridge.files.fsutil import atomic_write
+from bridge.files.production import production_reason
 from bridge.files.receipts import (
     Placement,
     move_with_receipts,
     place_receipts,
+    receipt_paths,
     superseded_receipt_path,
 )
 from bridge.flow.journal import Journal, Version
@@ -35,6 +37,8 @@ log = logging.getLogger("bridge.pipeline")
 RECENT_CLAIMS = 64  # parsed claims kept for their receipts (a miss costs one parse)
 # States in which a recorded failure is being retried (the receipt says so and when).
 RETRYING_STATES = frozenset({State.SEEN, State.CONVERTED, State.SUBMITTING, State.FAILED})
+# Outcomes someone has to act on: their line is a WARNING.
+_NEEDS_ACTION = frozenset({"avvist_lokalt", "feil_i_melding"})
 
 
 class Written(Enum):
@@ -107,14 +111,32 @@ class Delivery:
             return known
         return Behandlerkravmelding.model_validate(load_json(text))
 
-    def deliver(self, version: Version, *, final: bool = False) -> bool:
+    def deliver(self, version: Version, *, final: bool = False, announce: bool = False) -> bool:
         """Write the receipts of the state just committed (and move a final original), then
         tell the journal they are written. Killed before that, the version stays owed.
-        False if the receipts could not be written."""
-        return self._deliver(version, final=final) is Written.DONE
+        `final` or `announce` (a control result while payment is followed): the outcome is
+        logged in one line. False if the receipts could not be written."""
+        facts = None if version.state is State.SKIPPED else self.facts(version)
+        if facts is not None and (final or announce):
+            self._announce(version, facts)
+        return self._deliver(version, final=final, facts=facts) is Written.DONE
 
-    def _deliver(self, version: Version, *, final: bool) -> Written:
-        written = self._write_receipts(version)
+    def _announce(self, version: Version, facts: ReceiptFacts) -> None:
+        """One line per outcome (`x.xml: avvist lokalt: NOT_XML`), with the fields file,
+        state and codes for JSON logs; a local rejection's problems follow in full, with
+        the advice for the operator that receipts leave out."""
+        name = version.file.name
+        outcome = outcome_of(facts)
+        level = logging.WARNING if outcome.status in _NEEDS_ACTION else logging.INFO
+        log.log(level, "%s", outcome.line(name), extra=outcome.fields(name))
+        if version.state is State.REJECTED:
+            for problem in facts.problems:
+                log.info("%s", problem.format(name))
+
+    def _deliver(
+        self, version: Version, *, final: bool, facts: ReceiptFacts | None = None
+    ) -> Written:
+        written = self._write_receipts(version, facts)
         if written is not Written.DONE:
             return written
         if final:
@@ -144,11 +166,11 @@ class Delivery:
             finally:
                 self.journal.release(version.id)
 
-    def _write_receipts(self, version: Version) -> Written:
+    def _write_receipts(self, version: Version, facts: ReceiptFacts | None = None) -> Written:
         """DONE once this version's receipts are on disk (or it gets none)."""
         if version.state is State.SKIPPED:
             return Written.DONE
-        facts = self.facts(version)
+        facts = facts or self.facts(version)
         root = version.detail.root_path if self.options.receipts_dir else None
         try:
             latest = self.journal.latest_for_path(version.path)
@@ -160,18 +182,38 @@ class Delivery:
                 )
                 atomic_write(path, (dump_json(build_receipt(facts)) + "\n").encode("utf-8"))
                 return Written.DONE
+            folder = receipt_paths(facts.source, self.options.receipts_dir, root)[1].parent
+            refused = self._production_reason(folder, version.detail.root_path)
             placement = place_receipts(
                 facts,
                 receipts_dir=self.options.receipts_dir,
                 root=root,
                 notes=version.detail.receipt_problems,
+                apprec_allowed=refused is None,
             )
         except (OSError, ValueError) as err:
             log.error("cannot write receipts for %s: %s", version.file.name, err)
             return Written.FAILED
+        if placement.withheld is not None:
+            log.warning(
+                "%s: no AppRec written: this is a %s run and %s is a production folder (%s); "
+                "an EPJ would take it as Helfo's answer. The JSON receipt is written. Use "
+                "--receipts-dir (or a copy of the folder) to see the AppRecs",
+                version.file.name,
+                self.options.environment,
+                folder,
+                refused,
+                extra={"file": version.file.name, "apprec": "withheld"},
+            )
         if placement.traps:
             self._note_traps(version, placement)
         return Written.BLOCKED if placement.blocked else Written.DONE
+
+    def _production_reason(self, folder: Path, root: Path | None) -> str | None:
+        """Why no AppRec may go into `folder` in this run (None: prod, or not production)."""
+        if self.options.environment == "prod":
+            return None
+        return production_reason(folder, root, self.options.production_folders)
 
     def _note_traps(self, version: Version, placement: Placement) -> None:
         """Log each trap the first time it is found, and keep its warning for later receipts."""

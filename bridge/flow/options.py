@@ -56,6 +56,9 @@ class PipelineOptions:
     # Told each claim once it is converted, so that the log's redaction learns its names and
     # diagnoses (bridge.runtime.redaction.remember_patient_data; the assembly sets it).
     learn_patient_data: Callable[[Any], None] | None = None
+    # A sandbox or dev run writes no AppRec into these (nor into a folder holding the
+    # production marker): bridge.files.production. Set from a production settings file.
+    production_folders: tuple[Path, ...] = ()
 
 
 # A claim this small converts and pre-controls in well under a millisecond: less than handing it

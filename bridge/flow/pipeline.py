@@ -578,12 +578,12 @@ class Pipeline:
         if stopped:
             detail["unsent_control_stopped"] = True
             log.warning(
-                "%s: KUHR has not sent claim %s to control %.0f hours after it was sent "
+                "%s: KUHR has not sent claim %s to control %s after it was sent "
                 "(kontrollstatus %s); the bridge stops polling it. `bkm-bridge status %s` "
                 "shows KUHR's view; ask Helfo if it stays so",
                 version.file.name,
                 version.behandlerkravmelding_id,
-                self.options.unsent_control_max / 3600,
+                _duration(self.options.unsent_control_max),
                 (main.kontrollstatus if main else None) or "none",
                 version.behandlerkravmelding_id,
             )
@@ -596,14 +596,15 @@ class Pipeline:
             note=_status_note(main) if changed else None,
             receipts=changed or final,
         )
-        if previous is State.SUBMITTED and state in (
+        controlled = previous is State.SUBMITTED and state in (
             State.CONTROLLED,
             State.PAID,
             State.NO_PAYMENT,
-        ):
+        )
+        if controlled:
             self.stats.controlled += 1
         if changed or final:
-            self.delivery.deliver(version, final=final)
+            self.delivery.deliver(version, final=final, announce=controlled)
 
     def _unsent_too_long(self, version: Version, main: BehandlerkravmeldingStatus | None) -> bool:
         """Whether a claim KUHR has not sent to control (kontrollstatus ikke_sendt_til_kontroll,
@@ -800,6 +801,13 @@ def _rule_matches(options: PipelineOptions, sender: Sender, path: Path) -> bool:
     from bridge.core.praksis import matching_rule
 
     return matching_rule(options.praksis_rules, sender, path.parent) is not None
+
+
+def _duration(seconds: float) -> str:
+    """3 days → "72 hours"; short bounds (tests, an accelerated sandbox) in seconds."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds:.0f} seconds"
 
 
 def _details_json(details: BehandlerkravmeldingListe) -> str:

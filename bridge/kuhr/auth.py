@@ -363,7 +363,7 @@ class _CachingTokenProvider:
                         response = self._post(client, self._request_data(key))
                 except httpx.TransportError as exc:
                     last_error = f"cannot reach {self.token_url}: {type(exc).__name__}"
-                    log.warning(
+                    log.info(  # the caller's one WARNING line names it with the next try
                         "%s token request failed (attempt %d): %s",
                         self.kind,
                         attempt,

@@ -313,7 +313,8 @@ class AsyncKuhrClient:
                         headers={**(headers or {}), **auth},
                     )  # fmt: skip
             except httpx.TransportError as exc:
-                log.warning("%s %s -> %s (attempt %d)", method, path, type(exc).__name__, attempt)
+                # INFO: the caller's one WARNING line says what failed and when it is retried.
+                log.info("%s %s -> %s (attempt %d)", method, path, type(exc).__name__, attempt)
                 if not isinstance(exc, _NOT_SENT):
                     maybe_landed = True
                 if attempt >= self.retry.max_attempts:

@@ -1,10 +1,11 @@
-"""The listening socket of the bridge's HTTP servers (sandbox, health endpoint), and stopping
-them."""
+"""The listening socket of the bridge's HTTP servers (sandbox, health endpoint), waiting for
+them to start, and stopping them."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 
@@ -33,3 +34,18 @@ def stop_server(server: Any, thread: threading.Thread, timeout: float = 5.0) -> 
     if thread.is_alive():
         server.force_exit = True
         thread.join(timeout)
+
+
+def wait_started(
+    server: Any, thread: threading.Thread, sock: socket.socket, timeout: float
+) -> bool:
+    """Wait until a uvicorn server serving `sock` in `thread` has started. False if the thread
+    died or `timeout` passed first; the server is then told to exit and the socket closed."""
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            return False
+        time.sleep(0.01)
+    return True

@@ -5,8 +5,6 @@ admin API. `create_app(settings)` is usable on its own (e.g. with `httpx.ASGITra
 from __future__ import annotations
 
 import json
-import re
-from datetime import date
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -18,7 +16,7 @@ from bridge.sandbox.core import Sandbox
 from bridge.sandbox.faults import FaultMiddleware
 from bridge.sandbox.keys import KeyMaterial
 from bridge.sandbox.login_page import login_router, read_form
-from bridge.sandbox.opendata import opendata_router
+from bridge.sandbox.opendata import date_param, opendata_router
 from bridge.sandbox.settings import (
     API_PREFIX,
     HELSEID_TOKEN_PATH,
@@ -29,7 +27,6 @@ from bridge.sandbox.settings import (
 from bridge.sandbox.tokens import AccessGrant, AuthError, OAuthError
 from bridge.sandbox.wire import BehandlerkravmeldingListe, PraksisListe, SendInnResponse, dump
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JOSE_BODY = {
     "requestBody": {
         "required": True,
@@ -51,17 +48,6 @@ def json_response(data: Any, status: int = 200, **headers: str) -> Response:
 
 def _error(status: int, error: str, description: str) -> Response:
     return json_response({"error": error, "error_description": description}, status)
-
-
-def _date_param(name: str, value: str | None) -> date | None:
-    if value is None or value == "":
-        return None
-    try:
-        if not _DATE.match(value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a date as yyyy-MM-dd") from None
 
 
 def create_app(
@@ -138,8 +124,8 @@ def create_app(
     ) -> Response:
         grant = grant_of(request)
         try:
-            fom = _date_param("fomMottattdato", fomMottattdato)
-            tom = _date_param("tomMottattdato", tomMottattdato)
+            fom = date_param("fomMottattdato", fomMottattdato)
+            tom = date_param("tomMottattdato", tomMottattdato)
         except ValueError as exc:
             return _error(400, "invalid_request", str(exc))
         return json_response(sandbox.overview(grant, fom, tom))

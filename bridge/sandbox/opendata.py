@@ -105,7 +105,8 @@ def matcher(pattern: str | None) -> Callable[[Any], bool]:
     return lambda value: value is not None and regex.fullmatch(str(value)) is not None
 
 
-def _gyldigdato(value: str | None) -> date | None:
+def date_param(name: str, value: str | None) -> date | None:
+    """A yyyy-MM-dd query parameter (None when absent or empty); ValueError names it."""
     if not value:
         return None
     try:
@@ -113,7 +114,14 @@ def _gyldigdato(value: str | None) -> date | None:
             raise ValueError
         return date.fromisoformat(value)
     except ValueError:
-        raise _BadRequest("gyldigdato must be a date as yyyy-MM-dd") from None
+        raise ValueError(f"{name} must be a date as yyyy-MM-dd") from None
+
+
+def _gyldigdato(value: str | None) -> date | None:
+    try:
+        return date_param("gyldigdato", value)
+    except ValueError as err:
+        raise _BadRequest(str(err)) from None
 
 
 def _valid_on(row: Mapping[str, Any], day: date | None) -> bool:

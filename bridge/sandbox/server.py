@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from bridge.runtime.listen import listening_socket, stop_server
+from bridge.runtime.listen import listening_socket, stop_server, wait_started
 from bridge.sandbox.app import create_app
 from bridge.sandbox.clock import as_oslo
 from bridge.sandbox.core import Sandbox
@@ -124,13 +123,8 @@ def start_sandbox(
         target=server.run, kwargs={"sockets": [sock]}, name="kuhr-sandbox", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise SandboxStartError("the sandbox server did not start")
-        time.sleep(0.01)
+    if not wait_started(server, thread, sock, START_TIMEOUT_SECONDS):
+        raise SandboxStartError("the sandbox server did not start")
     sandbox: Sandbox = app.state.sandbox
     sandbox.listen_url = f"http://{url_host}:{bound_port}"
     info_path = None

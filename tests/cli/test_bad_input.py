@@ -16,189 +16,31 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.bad_input import (
+    BAD_CASES,
+    BKM_NS,
+    MARKER,
+    MB,
+    MERKNAD,
+    NAVN,
+    PRAKSIS_ID,
+    BadCase,
+    Env,
+    good_claim,
+    krav,
+)
 from typer.testing import CliRunner
 
 from bridge.cli.app import app
 from bridge.core.legacy.writer import write_bkm_xml
-from bridge.core.model import Behandlerkrav, load_json
-
-PRAKSIS_ID = "1004326178"
-NAVN = "Ærlig-Østbø"
-MERKNAD = "Pasienten møtte på Ås legekontor"
-BKM_NS = b"http://www.kith.no/xmlstds/bkm/2006-12-20"
-MARKER = "SECRET-MARKER-7f3a9c"  # content of a local file an XXE would try to read
-MB = 1024 * 1024
-
-
-def _krav(**changes: Any) -> Behandlerkrav:
-    regning = {
-        "guid": "0b8dc559-6c2d-419b-aeef-faaf537c6117",
-        "regningsnummer": "12496",
-        "tidspunkt": "2026-01-06T13:35:00+01:00",
-        "merknad": MERKNAD,
-        "pasient": {"etternavn": NAVN, "fornavn": "Åse", "kjonn": "2", "fodselsdato": "1970-03-11"},
-        "diagnoser": [{"kodeverk": "2.16.578.1.12.4.1.1.7170", "kode": "L73"}],
-        "takster": [
-            {"belop": Decimal("155.00"), "kode": "2ad", "antall": 1},
-            {"belop": Decimal("84.00"), "kode": "2cd", "antall": 1},
-        ],
-        "belop": Decimal("239.00"),
-    }
-    data = {"regninger": [regning], "antallRegninger": 1, "belop": Decimal("239.00")}
-    data.update(changes)
-    return Behandlerkrav.model_validate(data)
-
-
-def _good(**options: Any) -> bytes:
-    return write_bkm_xml(_krav(), msg_id="5e0c3c0e-9d3e-4a39-a8a4-1b1c1c4f6a01", **options)
-
-
-def _line_of(data: bytes, needle: bytes) -> int:
-    index = data.index(needle)
-    return data.count(b"\n", 0, index) + 1
-
-
-def _first_non_ascii_line(data: bytes) -> int:
-    index = next(i for i, byte in enumerate(data) if byte >= 0x80)
-    return data.count(b"\n", 0, index) + 1
-
-
-# --------------------------------------------------------------------------- the bad files
-
-
-@dataclass(frozen=True)
-class Env:
-    tmp: Path
-    dtd_url: str  # a loopback URL that records every request made to it
-
-
-@dataclass(frozen=True)
-class BadCase:
-    name: str
-    code: str
-    make: Callable[[Env], bytes]
-    line: Callable[[bytes], int] | None = None  # the line the problem must name, from the bytes
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def _malformed(env: Env) -> bytes:
-    return _good().replace(b"</RegningNr>", b"")  # <RegningNr> left unclosed
-
-
-def _truncated(env: Env) -> bytes:
-    data = _good()
-    return data[: len(data) // 2]
-
-
-def _xxe(path: str) -> Callable[[Env], bytes]:
-    def make(env: Env) -> bytes:
-        target = path
-        if not target:
-            secret = env.tmp / "secret.txt"
-            secret.write_text(MARKER)
-            target = secret.as_uri()
-        doctype = f'<!DOCTYPE MsgHead [<!ENTITY e SYSTEM "{target}">]>\n'.encode()
-        data = _good().replace(b"?>\n", b"?>\n" + doctype, 1)
-        return data.replace(MERKNAD.encode(), b"&e;")
-
-    return make
-
-
-def _billion_laughs(env: Env) -> bytes:
-    entities = ['<!ENTITY lol "lol">']
-    for i in range(1, 10):
-        previous = f"&lol{i - 1 if i > 1 else ''};"
-        entities.append(f'<!ENTITY lol{i} "{previous * 10}">')
-    doctype = "<!DOCTYPE lolz [\n" + "\n".join(entities) + "\n]>\n"
-    data = _good().replace(b"?>\n", b"?>\n" + doctype.encode(), 1)
-    return data.replace(MERKNAD.encode(), b"&lol9;")
-
-
-def _external_dtd(env: Env) -> bytes:
-    doctype = f'<!DOCTYPE MsgHead SYSTEM "{env.dtd_url}">\n'.encode()
-    return _good().replace(b"?>\n", b"?>\n" + doctype, 1)
-
-
-def _apprec(env: Env) -> bytes:
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<AppRec xmlns="http://www.kith.no/xmlstds/apprec/2004-11-21">
-  <MsgType V="APPREC" DN="Applikasjonskvittering"/>
-  <MIGversion>v1.0 2004-11-21</MIGversion>
-  <GenDate>2026-01-06T15:31:00</GenDate>
-  <Id>{uuid.uuid4()}</Id>
-  <Sender><HCP><Inst><Name>Helfo</Name><Id>986965610</Id></Inst></HCP></Sender>
-  <Receiver><HCP><Inst><Name>Kurbadet</Name><Id>999999999</Id></Inst></HCP></Receiver>
-  <Status V="1" DN="OK"/>
-  <OriginalMsgId>
-    <MsgType V="BKM" DN="Behandlerkravmelding"/>
-    <IssueDate>2026-01-06T15:30:00</IssueDate>
-    <Id>5e0c3c0e-9d3e-4a39-a8a4-1b1c1c4f6a01</Id>
-  </OriginalMsgId>
-</AppRec>
-""".encode()
-
-
-def _declared(data: bytes, old: str, new: str) -> bytes:
-    return data.replace(f'encoding="{old}"'.encode(), f'encoding="{new}"'.encode(), 1)
-
-
-BAD_CASES = [
-    BadCase(
-        "malformed",
-        "XML_MALFORMED",
-        _malformed,
-        # libxml2 notices the unclosed tag where the parent's end tag does not match it.
-        line=lambda data: _line_of(data, b"</Enkeltregning>"),
-    ),
-    BadCase("truncated", "XML_MALFORMED", _truncated),
-    BadCase("empty", "FILE_EMPTY", lambda env: b""),
-    BadCase("pdf", "NOT_XML", lambda env: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"),
-    BadCase("text", "NOT_XML", lambda env: b"Regning 12496: 239 kr\n"),
-    BadCase("xxe-passwd", "DTD_FORBIDDEN", _xxe("file:///etc/passwd"), line=lambda d: 2),
-    BadCase("xxe-local-file", "DTD_FORBIDDEN", _xxe(""), line=lambda d: 2),
-    BadCase("billion-laughs", "DTD_FORBIDDEN", _billion_laughs, line=lambda d: 2),
-    BadCase("external-dtd", "DTD_FORBIDDEN", _external_dtd, line=lambda d: 2),
-    BadCase(
-        "wrong-namespace",
-        "UNKNOWN_NAMESPACE",
-        lambda env: _good().replace(BKM_NS, b"http://www.kith.no/xmlstds/bkm/2099-01-01"),
-        line=lambda data: _line_of(data, b"<BehandlerKrav"),
-    ),
-    BadCase("apprec", "NOT_A_BKM", _apprec, line=lambda data: 2),
-    BadCase(
-        "utf8-declared-latin1-bytes",
-        "ENCODING_INVALID",
-        lambda env: _declared(_good(encoding="ISO-8859-1"), "ISO-8859-1", "UTF-8"),
-        line=_first_non_ascii_line,
-    ),
-    BadCase(
-        "latin1-declared-utf8-bytes",
-        "ENCODING_MISMATCH",
-        lambda env: _declared(_good(), "UTF-8", "ISO-8859-1"),
-        line=_first_non_ascii_line,
-    ),
-    BadCase(
-        "count-mismatch",
-        "COUNT_MISMATCH",
-        lambda env: write_bkm_xml(_krav(antallRegninger=2)),
-        line=lambda data: _line_of(data, b"<Krav>"),
-    ),
-    BadCase(
-        "sum-mismatch",
-        "SUM_MISMATCH",
-        lambda env: write_bkm_xml(_krav(belop=Decimal("240.00"))),
-        line=lambda data: _line_of(data, b"<Krav>"),
-    ),
-]
+from bridge.core.model import load_json
 
 
 class _RecordingHandler(http.server.BaseHTTPRequestHandler):
@@ -259,7 +101,7 @@ def _write_pair(env: Env, case: BadCase) -> tuple[Path, Path]:
     bad = env.tmp / f"{case.name}.xml"
     bad.write_bytes(case.make(env))
     good = env.tmp / "good.xml"
-    good.write_bytes(_good())
+    good.write_bytes(good_claim())
     return bad, good
 
 
@@ -314,7 +156,7 @@ def test_convert_writes_nothing_for_the_bad_file(env: Env, case: BadCase) -> Non
 
 def test_mismatches_convert_with_allow_mismatch_as_warnings(tmp_path: Path) -> None:
     path = tmp_path / "sum.xml"
-    path.write_bytes(write_bkm_xml(_krav(belop=Decimal("240.00"), antallRegninger=2)))
+    path.write_bytes(write_bkm_xml(krav(belop=Decimal("240.00"), antallRegninger=2)))
     result = _invoke("convert", str(path), "--praksis-id", PRAKSIS_ID, "--allow-mismatch")
     assert result.exit_code == 0, result.stderr
     melding = load_json(result.stdout)
@@ -330,7 +172,7 @@ def test_mismatches_convert_with_allow_mismatch_as_warnings(tmp_path: Path) -> N
 
 def test_missing_guid_is_derived_the_same_on_every_run(tmp_path: Path) -> None:
     path = tmp_path / "uten-guid.xml"
-    data = _good()
+    data = good_claim()
     path.write_bytes(re.sub(rb"\s*<GUID>[^<]*</GUID>", b"", data))
     runs = [_invoke("convert", str(path), "--praksis-id", PRAKSIS_ID) for _ in range(2)]
     guids = []
@@ -346,7 +188,7 @@ def test_missing_guid_is_derived_the_same_on_every_run(tmp_path: Path) -> None:
 def test_a_file_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "finnes-ikke.xml"
     good = tmp_path / "good.xml"
-    good.write_bytes(_good())
+    good.write_bytes(good_claim())
     result = _invoke("validate", str(missing), str(good))
     assert result.exit_code == 1
     assert _problem_lines(result.stderr, missing, "FILE_UNREADABLE")
@@ -360,8 +202,8 @@ def test_a_file_that_does_not_exist(tmp_path: Path) -> None:
 def test_a_folder_with_one_bad_and_one_good_file(tmp_path: Path) -> None:
     inbox = tmp_path / "inn"
     inbox.mkdir()
-    (inbox / "bad.xml").write_bytes(_good()[:200])
-    (inbox / "good.xml").write_bytes(_good())
+    (inbox / "bad.xml").write_bytes(good_claim()[:200])
+    (inbox / "good.xml").write_bytes(good_claim())
     out = tmp_path / "out"
     result = _invoke("convert", str(inbox), "--praksis-id", PRAKSIS_ID, "--out", str(out))
     assert result.exit_code == 1
@@ -382,7 +224,7 @@ def test_good_encodings_keep_norwegian_letters(
 ) -> None:
     monkeypatch.setenv("BKM_BRIDGE_PRECHECK__MODE", "off")  # takst amounts are not the point here
     path = tmp_path / "claim.xml"
-    path.write_bytes(_good(encoding=encoding, bom=bom))
+    path.write_bytes(good_claim(encoding=encoding, bom=bom))
     result = _invoke("convert", str(path), "--praksis-id", PRAKSIS_ID)
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
@@ -443,7 +285,7 @@ def test_a_50_mb_file_is_refused_without_reading_it(tmp_path: Path) -> None:
             handle.write(chunk)
         handle.write(b"</Avdeling>\n</BehandlerKrav>\n")
     good = tmp_path / "good.xml"
-    good.write_bytes(_good())
+    good.write_bytes(good_claim())
     out = tmp_path / "out"
 
     # What the same command costs on a small file: reading 50 MB would add at least 50 MB.
@@ -471,7 +313,7 @@ def test_all_bad_files_in_one_real_run(env: Env) -> None:
     for case in BAD_CASES:
         (inbox / f"{case.name}.xml").write_bytes(case.make(env))
     for encoding, bom in (("UTF-8", True), ("ISO-8859-1", False), ("UTF-16", True)):
-        (inbox / f"good-{encoding}.xml").write_bytes(_good(encoding=encoding, bom=bom))
+        (inbox / f"good-{encoding}.xml").write_bytes(good_claim(encoding=encoding, bom=bom))
     goods = sorted(p.stem for p in inbox.glob("good-*.xml"))
     out = env.tmp / "out"
     _RecordingHandler.requests.clear()

@@ -9,7 +9,7 @@ import pytest
 from support.paths import ROOT
 
 import bridge
-from bridge.core.problems import PROBLEM_CODES, Problem, Severity
+from bridge.core.problems import PROBLEM_CODES, STAFF_TEXT, Problem, Severity
 
 
 def test_readme_lists_every_code_with_its_meaning() -> None:
@@ -41,7 +41,23 @@ def test_problem_formats() -> None:
     assert w.format("a.xml") == "a.xml: GUID_DERIVED: derived [warning]"
     assert p.as_dict() == {
         "kode": "XML_MALFORMED",
-        "melding": "The XML is not well-formed.",
+        "melding": STAFF_TEXT["XML_MALFORMED"],
+        "detalj": "The XML is not well-formed.",
         "linje": 7,
         "sti": "BehandlerKrav/Krav",
     }
+
+
+def test_every_code_has_a_norwegian_staff_sentence_without_operator_advice() -> None:
+    assert set(STAFF_TEXT) == set(PROBLEM_CODES)
+    for code, text in STAFF_TEXT.items():
+        assert text.endswith("."), code
+        # No flags, settings or English: that advice goes to the log and the CLI.
+        assert not re.search(r"--[a-z]|\[\[|[a-z]+\.[a-z_]+ ?=|max_file_bytes", text), code
+        assert not re.search(r"\b(the|file|please|give)\b", text, re.I), code
+
+
+def test_operator_advice_stays_out_of_the_receipt_form() -> None:
+    p = Problem("PRAKSIS_MISSING", "no praksis fits; give --praksis-id or a [[praksis.rules]]")
+    assert p.as_dict() == {"kode": "PRAKSIS_MISSING", "melding": STAFF_TEXT["PRAKSIS_MISSING"]}
+    assert "--praksis-id" in p.format("a.xml")  # … and it is in the CLI/log form

@@ -33,7 +33,7 @@ from bridge.core.model import (
     load_json,
 )
 from bridge.core.outcomes import STATUS_SENTENCES
-from bridge.core.problems import Problem
+from bridge.core.problems import STAFF_TEXT, Problem
 from bridge.core.receipts import SANDBOX_WARNING, ReceiptFacts, build_receipt, overall_status
 from bridge.files.receipts import is_receipt_name, receipt_paths, write_receipts
 
@@ -226,17 +226,22 @@ def test_first_control_result_lists_each_regning_with_its_merknader() -> None:
     assert receipt["melding"] == STATUS_SENTENCES["delvis_godkjent"]
 
 
-def test_first_control_apprec_is_ok_with_errors_per_merknad() -> None:
+def test_first_control_apprec_is_status_3_with_one_error_per_rejected_regning() -> None:
     root = _apprec(_first_control())
 
     assert _status(root) == "3"
     errors = _errors(root)
     assert [v for v, _ in errors] == ["470", "766"]
-    assert errors[0][1].startswith("Regning 4: Takst 1bd/1be/1bk")
-    assert errors[1][1].startswith("Regning 6: Enkeltregning er datert frem i tid")
+    assert errors[0][1].startswith("Regning 4 er avvist av Helfo (merknad 470: Takst 1bd/1be/1bk")
+    assert errors[1][1].startswith(
+        "Regning 6 er avvist av Helfo (merknad 766: Enkeltregning er datert frem i tid"
+    )
+    for _code, text in errors:  # what to do, in Norwegian
+        assert text.endswith("Rett regningen i journalsystemet og send den på nytt.")
+    # NAV's convention for an answer to a claim: OT is the RegningNr of the rejected regning.
+    assert [e.get("OT") for e in root.iter(f"{AR}Error")] == ["4", "6"]
     for error in root.iter(f"{AR}Error"):
         assert error.get("S") == "2.16.578.1.12.4.1.1.8222"
-        assert error.get("OT") == "KUHR merknad (regning)"
     original = root.find(f"{AR}OriginalMsgId")
     assert original.find(f"{AR}MsgType").get("V") == "BKM"
     assert original.findtext(f"{AR}IssueDate") == "2026-01-06T15:30:00"
@@ -350,19 +355,33 @@ def test_local_rejection_lists_problems_and_apprec_is_avvist() -> None:
     krav_line = _seed_xml().split(b"<Krav>")[0].count(b"\n") + 1
     assert krav_line <= problem["linje"] <= krav_line + 2 and problem["melding"]
 
+    assert problem["melding"] == STAFF_TEXT["SUM_MISMATCH"]  # Norwegian, what to do
+    assert "SumKravSamlet" in problem["detalj"]  # the technical text, for the IT person
+
     root = _apprec(facts)
     assert _status(root) == "2"
-    assert ("SUM_MISMATCH", problem["melding"]) in _errors(root)
+    dn = f"{STAFF_TEXT['SUM_MISMATCH']} (linje {problem['linje']})"
+    assert ("SUM_MISMATCH", dn) in _errors(root)
     sender = root.find(f"{AR}Sender/{AR}HCP/{AR}Inst").findtext(f"{AR}Name")
     assert "ikke sendt til Helfo" in sender
     assert root.find(f"{AR}OriginalMsgId").findtext(f"{AR}Id") == MSG_ID
 
 
 def test_local_rejection_of_a_built_claim_lists_its_regninger_as_not_sent() -> None:
-    problem = Problem("PRAKSIS_MISSING", "No praksisId could be resolved for orgnr 999999999.")
-    receipt = build_receipt(_facts("rejected", problems=[problem], praksis_id=None))
+    problem = Problem(
+        "PRAKSIS_MISSING", "no praksis has the sender's orgnr; give --praksis-id or a rule"
+    )
+    facts = _facts("rejected", problems=[problem], praksis_id=None)
+    receipt = build_receipt(facts)
     assert _regninger(receipt) == {n: ("ikke_sendt", []) for n in ("4", "5", "6")}
-    assert receipt["problemer"] == [{"kode": "PRAKSIS_MISSING", "melding": problem.message}]
+    # Staff read what to do in Norwegian; the flag advice stays in the log and the CLI.
+    assert receipt["problemer"] == [
+        {"kode": "PRAKSIS_MISSING", "melding": STAFF_TEXT["PRAKSIS_MISSING"]}
+    ]
+    apprec = _apprec(facts)
+    assert _errors(apprec) == [("PRAKSIS_MISSING", STAFF_TEXT["PRAKSIS_MISSING"])]
+    for text in (json.dumps(receipt, default=str), etree.tostring(apprec).decode()):
+        assert "--praksis-id" not in text and "praksis.rules" not in text
 
 
 def test_unreadable_file_without_envelope_still_gets_a_valid_apprec() -> None:
@@ -405,7 +424,11 @@ def test_feil_i_melding_carries_kuhrs_feilmeldinger() -> None:
     root = _apprec(facts)
     assert _status(root) == "2"
     assert _errors(root) == [
-        ("UKJENT_PRAKSISID", "Oppgitt praksisId 1004326999 finnes ikke for helseaktøren")
+        (
+            "UKJENT_PRAKSISID",
+            "Helfo avviste meldingen: Oppgitt praksisId 1004326999 finnes ikke for "
+            "helseaktøren. Rett dette i journalsystemet og send kravet på nytt.",
+        )
     ]
 
 
@@ -445,9 +468,17 @@ def test_rebehandling_updates_the_regning_and_is_listed_separately() -> None:
 
     root = _apprec(facts)
     assert _status(root) == "3"
-    codes = [v for v, _ in _errors(root)]
-    assert codes == ["470", "766", "9990"]
-    assert _errors(root)[2][1].startswith("Rebehandling 1: Regning 4:")
+    # One Error per regning rejected by its latest result: 4 was approved on rebehandling
+    # (its merknad 9990 is in the JSON receipt), so only 6 is left.
+    assert _errors(root) == [
+        (
+            "766",
+            "Regning 6 er avvist av Helfo (merknad 766: "
+            + receipt["regninger"][2]["merknader"][0]["tekst"].rstrip(". ")
+            + "). Rett regningen i journalsystemet og send den på nytt.",
+        )
+    ]
+    assert [e.get("OT") for e in root.iter(f"{AR}Error")] == ["6"]
 
 
 def test_ingen_utbetaling_keeps_innsending_and_vedtak_merknader() -> None:
@@ -472,7 +503,9 @@ def test_ingen_utbetaling_keeps_innsending_and_vedtak_merknader() -> None:
     root = _apprec(facts)
     assert _status(root) == "3"
     assert [v for v, _ in _errors(root)] == ["710", "458", "1478"]
-    assert _errors(root)[0][1].startswith("Regning 6897: Samhandler har registrert")
+    assert _errors(root)[0][1].startswith(
+        "Regning 6897 er avvist av Helfo (merknad 710: Samhandler har registrert"
+    )
 
 
 def test_all_regninger_avvist_is_avvist_even_without_payment() -> None:
@@ -481,7 +514,12 @@ def test_all_regninger_avvist_is_avvist_even_without_payment() -> None:
     data["utbetalingsstatus"] = "ingen_utbetaling"
     facts = _facts("no_payment", details=[BehandlerkravmeldingStatus.model_validate(data)])
     assert overall_status(facts) == "avvist"
-    assert _status(_apprec(facts)) == "2"
+    # The message was taken and controlled; its regninger were rejected: Status 3, one Error
+    # per rejected regning (NAV's convention), not 2 (which EPJs read as a technical refusal).
+    root = _apprec(facts)
+    assert _status(root) == "3"
+    assert [e.get("OT") for e in root.iter(f"{AR}Error")] == ["4", "5", "6"]
+    assert [v for v, _ in _errors(root)] == ["470", "AVVIST", "766"]
 
 
 def test_sendt_til_utbetaling_follows_the_control_result() -> None:
@@ -634,7 +672,7 @@ def test_patient_values_echoed_in_texts_are_hidden() -> None:
             assert secret not in text, secret
         assert "[skjult]" in text
     # What is not patient data stays readable.
-    assert "Regning 4: Pasient [skjult] ([skjult]) er ikke registrert." in apprec.decode()
+    assert "merknad 9004: Pasient [skjult] ([skjult]) er ikke registrert" in apprec.decode()
 
 
 @pytest.mark.parametrize(
@@ -778,7 +816,7 @@ def test_status_moving_on_rewrites_the_receipts(tmp_path: Path) -> None:
     rebehandlet = _rebehandling()
     rebehandlet.source = source
     assert write_receipts(rebehandlet, now=NOW) == [json_path, apprec_path]
-    assert [v for v, _ in _errors(etree.fromstring(apprec_path.read_bytes()))][-1] == "9990"
+    assert [v for v, _ in _errors(etree.fromstring(apprec_path.read_bytes()))] == ["766"]
 
 
 def test_a_new_version_without_answer_removes_the_old_apprec(tmp_path: Path) -> None:
@@ -841,3 +879,40 @@ def test_unwritable_receipts_folder_raises_and_leaves_no_temp_file(tmp_path: Pat
     with pytest.raises(OSError):
         write_receipts(_first_control(source=source), receipts_dir=blocker, now=NOW)
     assert sorted(os.listdir(tmp_path)) == ["kvitteringer"]
+
+
+# --------------------------------------------------------------------------- outcome lines
+
+
+def test_outcome_lines_speak_the_receipts_words() -> None:
+    from bridge.core.receipts import outcome_of
+
+    first = outcome_of(_first_control())
+    assert first.line("x.xml") == (
+        "x.xml: kontrollert: 2 avvist, 1 godkjent (delvis godkjent; merknader 470, 766)"
+    )
+    assert first.fields("x.xml") == {
+        "file": "x.xml",
+        "state": "delvis_godkjent",
+        "codes": ["470", "766"],
+        "regninger": {"avvist": 2, "godkjent": 1},
+    }
+    rejected = outcome_of(_local_rejection())
+    assert rejected.status == "avvist_lokalt" and "SUM_MISMATCH" in rejected.codes
+    assert rejected.line("x.xml").startswith("x.xml: avvist lokalt: ")
+    assert outcome_of(_feil_i_melding()).line("x.xml") == (
+        "x.xml: feil i melding: UKJENT_PRAKSISID"
+    )
+    paid = outcome_of(_corrected("paid", "seed-rettet-detail-utbetalt.json"))
+    assert paid.line("x.xml") == "x.xml: utbetalt: 1 godkjent"
+    assert outcome_of(_duplicate()).line("x.xml") == "x.xml: duplikat"
+
+
+def test_a_dev_apprec_says_so_in_its_status() -> None:
+    facts = _first_control()
+    facts.environment = "dev"
+    status = _apprec(facts).find(f"{AR}Status")
+    assert status.get("V") == "3"
+    assert (
+        status.get("DN") == "OK, feil i delmelding (TESTMILJØ (dev) – ikke et ekte krav til Helfo)"
+    )

@@ -235,6 +235,7 @@ def test_block_mode_sends_a_tannleges_egenandel_report_with_refusjon_0(
     assert [(p["kode"], p.get("sti")) for p in refused["problemer"]] == [
         ("FIELD_REQUIRED", "behandlerkrav.regninger[0].stonadspunkt")
     ]
-    assert "(praksis type TANN)" in refused["problemer"][0]["melding"]
+    assert "(praksis type TANN)" in refused["problemer"][0]["detalj"]
+    assert refused["problemer"][0]["melding"].startswith("Kravet mangler en opplysning Helfo")
     assert refused["behandlerkravmeldingId"] is None
     assert stats["submissions_received"] == 1  # the refused claim never reached KUHR

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_bad_input import BAD_CASES, Env, _good
+from support.bad_input import BAD_CASES, Env, good_claim
 
 from bridge.config import load_settings
 from bridge.daemon.runner import Runner, RunOptions
@@ -22,7 +22,7 @@ def test_bad_files_get_receipts_and_the_good_one_is_sent(tmp_path: Path) -> None
         (inbox / f"{case.name}.xml").write_bytes(case.make(env))
     with (inbox / "huge.xml").open("wb") as handle:
         handle.truncate(50 * MB)
-    (inbox / "good.xml").write_bytes(_good())
+    (inbox / "good.xml").write_bytes(good_claim())
 
     settings = load_settings(
         None,

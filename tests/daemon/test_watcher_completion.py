@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_watcher import Recorder, wait_until
+from support.watching import Recorder, wait_until
 
 import bridge.daemon.watcher as watcher_module
 from bridge.daemon.watcher import Completion, FolderWatcher, IntakeOptions

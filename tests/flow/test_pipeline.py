@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -20,17 +19,14 @@ import httpx
 import pytest
 from support.migrate import write_claims
 from support.paths import FIXTURES
+from support.pipeline import receipt, run, settle
 
-from bridge.config import load_settings
 from bridge.core.convert import ConvertContext
 from bridge.core.model import Behandlerkravmelding, dump_json, load_json
 from bridge.core.outcomes import State
 from bridge.files.reading import convert_file
 from bridge.flow.journal import Journal
-from bridge.flow.options import PipelineOptions
 from bridge.flow.pipeline import Pipeline
-from bridge.kuhr.client import AsyncKuhrClient
-from bridge.kuhr.target import client_options, resolve_target, token_provider_for
 from bridge.sandbox import start_sandbox
 
 SEED = FIXTURES / "seed-arbeidsflyt.xml"
@@ -47,36 +43,6 @@ def sandbox(tmp_path: Path):
 
 def stats(sandbox) -> dict[str, Any]:
     return httpx.get(sandbox.info["admin_url"] + "/stats", timeout=10).json()
-
-
-def run(sandbox, tmp_path: Path, body, **options: Any) -> Any:
-    """Run `body(pipeline, journal)` with a fresh pipeline on the test's journal."""
-    settings = load_settings(None, {"kuhr.sandbox_state_dir": tmp_path / "sandbox"})
-    target = resolve_target(settings, sandbox.info)
-
-    async def main() -> Any:
-        tokens = token_provider_for(target, settings)
-        async with AsyncKuhrClient(
-            target.api_url, tokens, **client_options(settings, target)
-        ) as kuhr:
-            journal = Journal(tmp_path / "state" / "journal.db")
-            fast = {"poll_first": 0.05, "poll_max": 0.2, **options}
-            pipeline = Pipeline(journal, kuhr, PipelineOptions(**fast))
-            try:
-                return await body(pipeline, journal)
-            finally:
-                await pipeline.drain_inflight()
-                journal.close()
-
-    return asyncio.run(main())
-
-
-async def settle(pipeline: Pipeline) -> None:
-    await asyncio.wait_for(pipeline.run_until_settled(), timeout=60)
-
-
-def receipt(path: Path) -> dict[str, Any]:
-    return json.loads(Path(f"{path}.kvittering.json").read_text(encoding="utf-8"))
 
 
 def left_submitting(tmp_path: Path, claim_path: Path, *, landed_id: str | None = None) -> int:
@@ -191,7 +157,7 @@ def test_unreadable_and_vanished_files_get_receipts(tmp_path: Path, sandbox) -> 
         got = receipt(path)
         assert got["status"] == "avvist_lokalt"
         assert got["problemer"][0]["kode"] == "FILE_UNREADABLE"
-        assert words in got["problemer"][0]["melding"]
+        assert words in got["problemer"][0]["detalj"]
     assert stats(sandbox)["submissions_received"] == 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.migrate import claim_xml
-from test_pipeline import receipt, run, settle
+from support.pipeline import receipt, run, settle
 
 from bridge.core.outcomes import State
 from bridge.flow.journal import Journal
@@ -51,4 +51,4 @@ def test_a_fifo_or_device_in_a_claims_place_is_rejected_not_read(tmp_path: Path,
         got = receipt(path)
         assert got["status"] == "avvist_lokalt", path.name
         assert got["problemer"][0]["kode"] == "FILE_UNREADABLE", path.name
-        assert kind in got["problemer"][0]["melding"], (path.name, got["problemer"])
+        assert kind in got["problemer"][0]["detalj"], (path.name, got["problemer"])

@@ -99,7 +99,7 @@ def test_polling_a_claim_not_sent_to_control_ends_with_a_receipt_saying_what_to_
     assert final["status"] == "ikke_sendt_til_kontroll"
     assert final["kontrollstatus"] == "ikke_sendt_til_kontroll"
     assert final["meldingsstatus"] == "klar_til_behandling"
-    assert final["melding"].startswith("KUHR har tatt imot kravet (sendt ")
+    assert final["melding"].startswith("Helfo har mottatt kravet (sendt ")
     assert "Sjekk kravet i tjenesteportalen for helseaktører" in final["melding"]
     assert "Ikke send filen på nytt" in final["melding"]
     assert "unsent_control_max" not in final["melding"]  # operator advice stays in the log
