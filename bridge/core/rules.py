@@ -114,12 +114,20 @@ def code_lists() -> dict[str, CodeList]:
     return out
 
 
+@cache
+def _steps(field: str) -> tuple[tuple[str, bool], ...]:
+    """`prosedyrekoder[].kodeverk` → (("prosedyrekoder", True), ("kodeverk", False))."""
+    return tuple((part.removesuffix("[]"), part.endswith("[]")) for part in field.split("."))
+
+
 def _values(regning: Regning, field: str) -> Iterator[tuple[str, str]]:
     """(path below the regning, value) of a dotted field; `name[]` walks a list."""
+    steps = _steps(field)
+    first = getattr(regning, steps[0][0], None)
+    if first is None:  # most fields are absent on most regninger: the common, cheap case
+        return
     items: list[tuple[str, Any]] = [("", regning)]
-    for part in field.split("."):
-        many = part.endswith("[]")
-        name = part.removesuffix("[]")
+    for name, many in steps:
         nxt: list[tuple[str, Any]] = []
         for path, obj in items:
             value = getattr(obj, name, None)
