@@ -8,7 +8,7 @@ on bad input (every problem comes back with a code, a sentence and a line).
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from bridge.core.legacy.read import Envelope, read_legacy
 from bridge.core.legacy.schemas import default_registry
 from bridge.core.model import Behandlerkrav, Behandlerkravmelding
 from bridge.core.problems import Problem, Severity, has_errors
+from bridge.core.rules import check_rules, regning_index
 from bridge.runtime.gcpause import gc_paused
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class ConvertContext:
     # False: leave ConvertResult.envelope empty (`convert --out` never shows the MsgHead's
     # facts, and reading them costs about as much as mapping half a claim)
     envelope: bool = True
+    # The praksis type (FALE, TANN …), when known: the documented rules that depend on it run
+    # too (bridge.core.rules); None: only those that hold for every praksis.
+    praksistype: str | None = None
 
 
 @dataclass
@@ -111,6 +115,9 @@ def _convert(data: bytes, context: ConvertContext) -> ConvertResult:
         return result
     result.behandlerkrav = krav
     result.problems.extend(check_totals(krav, document.krav, context.allow_mismatch))
+    rules = check_rules(krav, praksistype=context.praksistype)
+    if rules:
+        result.problems.extend(_at_lines(rules, document.krav, table))
     if result.ok and context.praksis_id:
         result.melding = Behandlerkravmelding(praksisId=context.praksis_id, behandlerkrav=krav)
     return result
@@ -146,6 +153,19 @@ def check_totals(krav: Behandlerkrav, element: etree._Element, allow: bool) -> l
             )
         )
     return problems
+
+
+def _at_lines(
+    problems: list[Problem], krav: etree._Element, table: mapping.MappingTable
+) -> list[Problem]:
+    """The rules' problems with the line of the Enkeltregning each is about."""
+    regninger = mapping.regning_elements(krav, table)
+    out = []
+    for problem in problems:
+        index = regning_index(problem)
+        line = regninger[index].sourceline if index is not None and index < len(regninger) else None
+        out.append(replace(problem, line=line or krav.sourceline))
+    return out
 
 
 def _first_descendant(element: etree._Element, localname: str) -> etree._Element | None:

@@ -336,6 +336,14 @@ class RegningResultat(_Response):
 
 
 class Innsending(_Response):
+    """The details endpoint's example (endepunkt_hent_status_innsendte_behandlerkravmeldinger.md,
+    "Eksempel: Hente detaljer for ett krav") carries the sums here, inside `innsending`; its
+    field table and the workflow example put them on the entry. Both are read."""
+
+    innsendingId: str | None = None
+    sumKravbelop: Belop | None = None
+    sumUtbetaltbelop: Belop | None = None
+    antallRegninger: int | None = None
     regninger: list[RegningResultat] = []
     merknader: list[Merknad] = []
 
@@ -370,6 +378,16 @@ class BehandlerkravmeldingStatus(_Response):
     antallRegninger: int | None = None
     innsending: Innsending | None = None
     vedtak: Vedtak | None = None
+
+    @model_validator(mode="after")
+    def _sums_from_innsending(self) -> BehandlerkravmeldingStatus:
+        """Where the entry has no sums (or no innsendingId), take those inside `innsending`."""
+        inner = self.innsending
+        if inner is not None:
+            for name in ("innsendingId", "sumKravbelop", "sumUtbetaltbelop", "antallRegninger"):
+                if getattr(self, name) is None and getattr(inner, name) is not None:
+                    setattr(self, name, getattr(inner, name))
+        return self
 
 
 class BehandlerkravmeldingListe(_Response):

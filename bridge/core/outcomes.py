@@ -10,6 +10,7 @@ payment words.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -43,6 +44,8 @@ class Status(StrEnum):
     INGEN_UTBETALING = "ingen_utbetaling"
     IGNORERT = "ignorert"
     KONTROLLERT = "kontrollert"  # controlled, before the regninger's results are read
+    # KUHR's kontrollstatus ikke_sendt_til_kontroll: received, not (yet) sent to control
+    IKKE_SENDT_TIL_KONTROLL = "ikke_sendt_til_kontroll"
     KONVERTERT = "konvertert"  # a dry run: converted, would be sent
     IKKE_BEHANDLET = "ikke_behandlet"  # a migration report: not reached in this run
 
@@ -97,6 +100,10 @@ STATUS_SENTENCES: dict[str, str] = {
     "ikke_behandlet": (
         "Kjøringen stoppet før denne filen ble behandlet. Kjør den på nytt for å fortsette."
     ),
+    "ikke_sendt_til_kontroll": (
+        "Helfo har mottatt kravet, men ikke sendt det til kontroll ennå. Du trenger ikke gjøre "
+        "noe; kvitteringen oppdateres når det skjer."
+    ),
 }
 
 # Each status word as people read it in a line of text (log lines, summaries, tables):
@@ -146,3 +153,26 @@ UNFINISHED = frozenset({Status.VENTER, Status.IKKE_BEHANDLET})
 # Journal states that went well, and those that did not (status page colours).
 GOOD_STATES = frozenset({State.CONTROLLED, State.PAID, State.NO_PAYMENT, State.DUPLICATE})
 BAD_STATES = frozenset({State.REJECTED, State.FEIL_I_MELDING, State.FAILED})
+
+
+# Whether `ikke_sendt_til_kontroll` can be final: the status documentation
+# (endepunkt_hent_status_innsendte_behandlerkravmeldinger.md, "Statuser i
+# behandlingsprosessen") lists it as "Kravet er ikke sendt til kontroll", says the three steps
+# "går i sekvens, er asynkrone … og kan variere i behandlingstid", and names one dead end only:
+# meldingsstatus feil_i_melding, "den kan ikke behandles videre" (final here). It gives
+# ikke_sendt_til_kontroll neither a way on nor a duration. So it is not taken as final (a
+# claim in it may still be controlled, e.g. after a rebehandling), and it is not followed
+# forever either: after `unsent_control_max` (bridge.flow.options) the bridge stops polling
+# and the receipt says what to do.
+
+
+def unsent_control_stopped(sent_at: datetime | None) -> str:
+    """The receipt's `melding` once the bridge has stopped following a claim KUHR did not send
+    to control (`sent_at`: when it was sent, local time)."""
+    when = f" (sendt {sent_at.strftime('%d.%m.%Y kl. %H:%M')})" if sent_at else ""
+    return (
+        f"Helfo har mottatt kravet{when}, men har ikke sendt det til kontroll, og bkm-bridge "
+        "følger ikke lenger med på det av seg selv. Sjekk kravet i tjenesteportalen for "
+        "helseaktører, eller kontakt Helfo og oppgi behandlerkravmeldingId fra denne "
+        "kvitteringen. Ikke send filen på nytt: Helfo har allerede kravet."
+    )

@@ -43,6 +43,11 @@ ENKEL_KONTAKT = frozenset({"1bd", "1be", "1bk"})
 KONSULTASJON = frozenset({"2ad", "2ae", "2ak"})
 KONSULTASJON_WINDOW = timedelta(minutes=60)
 CENT = Decimal("0.01")
+# "For tannleger og tannpleiere uten avtale om direkte oppgjør, men som plikter å rapportere inn
+# egenandeler settes Refusjon til 0,- for alle regninger for at egenandelene skal bli godkjent"
+# (behandlerkravmelding_json_med_xml_mapping_2026-01-08.md, behandlerkrav.regninger.belop): a
+# regning of belop 0 in these fagområder is an egenandel report, not an amount that differs.
+EGENANDEL_REPORT_FAGOMRAADER = frozenset({"TH", "TP"})
 
 # The problem codes the pre-control emits (each listed in PROBLEM_CODES and the README).
 REGNING_IN_FUTURE = "REGNING_IN_FUTURE"
@@ -134,8 +139,11 @@ def praksistyper() -> dict[str, str]:
 
 
 def fagomraade_for(praksistype: str | None) -> str | None:
-    """FALE → LE, TANN → TH …; None for an unknown or missing type."""
-    return praksistyper().get((praksistype or "").strip().upper()) if praksistype else None
+    """FALE → LE, TANN → TH …; None for an unknown or missing type, and for a type without a
+    takst section (OKSY, RHFO, TPOF …)."""
+    if not praksistype:
+        return None
+    return praksistyper().get(praksistype.strip().upper()) or None
 
 
 # --------------------------------------------------------------------------- reading the rules
@@ -425,6 +433,9 @@ class _Check:
         )
         if not takster or len(valid) != len(takster) or priced_elsewhere:
             return
+        zero = regning.belop == 0
+        if zero and (self.fagomraade is None or self.fagomraade in EGENANDEL_REPORT_FAGOMRAADER):
+            return  # an egenandel report (None: the praksis may be a tannlege's)
         expected = sum(
             (t.belop * repetition_factor(valid[i], t.antall) for i, t in enumerate(takster)),
             Decimal(0),
@@ -437,6 +448,11 @@ class _Check:
                 f"its amount is {_amount(regning.belop)}, but its takster come to "
                 f"{_amount(expected)}"
                 + (" (repetitions at the table's repetisjonsprosent)" if repeated else "")
+                + (
+                    "; a regning of 0 reports egenandeler only for tannlege and tannpleier"
+                    if zero
+                    else ""
+                )
                 + ".",
             )
 
@@ -532,5 +548,3 @@ class PrecheckOutcome:
                 )
             )
         return out
-
-

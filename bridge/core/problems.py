@@ -98,6 +98,27 @@ PROBLEM_CODES: dict[str, str] = {
     "PRECHECK_BLOCKED": (
         "The pre-control found problems and precheck.mode is block, so the claim was not sent."
     ),
+    # The API documentation's code lists and conditional rules (bridge.core.rules).
+    "KODEVERK_CODE_UNKNOWN": (
+        "A code is not in the code list the API documentation gives for its field (kjønn, ID "
+        "type, moderasjonskode, kodeverk 8410; a warning for 7461, 8426, 8401)."
+    ),
+    "FIELD_FORMAT_INVALID": (
+        "A value does not have the documented form (tannkode, trygdenasjon's landkode)."
+    ),
+    "FIELD_REQUIRED": (
+        "A field the documentation requires in this case is missing (avdeling and RESH, "
+        "henvisningsdato for kjeveortoped, henvisningsId for ortoptist, stonadspunkt …)."
+    ),
+    "FIELD_NOT_USED": (
+        "A field is given that the documentation says this praksis type does not use (warning)."
+    ),
+    "BETALT_EGENANDEL_KORRIGERING_INVALID": (
+        "A korrigering of betalt egenandel that does not set betaltEgenandel to true."
+    ),
+    "KREDITERING_AMOUNT_POSITIVE": (
+        "A kreditering with a positive amount; it should be negative (warning)."
+    ),
     "RECEIPT_PATH_TAKEN": (
         "A link, FIFO, device or folder was where a receipt goes; it was not followed or read."
     ),
@@ -223,6 +244,30 @@ STAFF_TEXT: dict[str, str] = {
     "PRECHECK_BLOCKED": (
         "Kravet er ikke sendt fordi forhåndskontrollen fant feil Helfo ville avvist (se "
         f"forhandskontroll). {_FIX_IN_EPJ}"
+    ),
+    # The API documentation's code lists and conditional rules (bridge.core.rules).
+    "KODEVERK_CODE_UNKNOWN": (
+        "En kode i kravet er ikke en av kodene Helfo har beskrevet for feltet (se detalj). Er "
+        "det en feil, rett den i journalsystemet og send kravet på nytt."
+    ),
+    "FIELD_FORMAT_INVALID": (
+        f"Et felt i kravet har feil form, for eksempel en tannkode (se detalj). {_FIX_IN_EPJ}"
+    ),
+    "FIELD_REQUIRED": (
+        "Kravet mangler en opplysning Helfo krever for denne praksisen eller behandlingen (se "
+        f"detalj). {_FIX_IN_EPJ}"
+    ),
+    "FIELD_NOT_USED": (
+        "Kravet har en opplysning som ikke brukes for denne typen praksis (se detalj). Kravet "
+        "er sendt likevel; be leverandøren av journalsystemet se på det."
+    ),
+    "BETALT_EGENANDEL_KORRIGERING_INVALID": (
+        "En korrigering kan bare endre egenandelen fra ikke betalt til betalt; Helfo ville "
+        f"avvist denne. {_FIX_IN_EPJ}"
+    ),
+    "KREDITERING_AMOUNT_POSITIVE": (
+        "En kreditering har et positivt beløp, men skal ha minusbeløp. Kravet er sendt; sjekk "
+        "krediteringen i journalsystemet."
     ),
     "RECEIPT_PATH_TAKEN": (
         "Der kvitteringen skal ligge, lå det noe annet enn en vanlig fil. Kontakt IT-ansvarlig."

@@ -96,7 +96,13 @@ def overall_status(facts: ReceiptFacts) -> str:
     if control == Status.AVVIST:
         return Status.AVVIST
     payment = _payment_word(facts)
+    if not (payment or control) and _not_sent_to_control(facts):
+        return Status.IKKE_SENDT_TIL_KONTROLL
     return payment or control or Status.SENDT
+
+
+def _not_sent_to_control(facts: ReceiptFacts) -> bool:
+    return bool(facts.details) and facts.details[0].kontrollstatus == "ikke_sendt_til_kontroll"
 
 
 def control_result(facts: ReceiptFacts) -> str | None:
@@ -222,6 +228,7 @@ def build_receipt(facts: ReceiptFacts) -> dict[str, Any]:
         "mottattidspunkt": _iso(original.mottattidspunkt) if original else None,
         "sumKravbelop": original.sumKravbelop if original else None,
         "sumUtbetaltbelop": original.sumUtbetaltbelop if original else None,
+        "antallRegninger": original.antallRegninger if original else None,
         "regninger": _regninger(facts, redact),
         "merknader": _merknader(original.innsending.merknader, redact)
         if original and original.innsending

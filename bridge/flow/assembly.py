@@ -162,6 +162,7 @@ def pipeline_options(
         "poll_first": max(0.05, base.poll_first / scale),
         "poll_max": max(0.2, base.poll_max / scale),
         "poll_max_payment": max(0.2, base.poll_max_payment / scale),
+        "unsent_control_max": base.unsent_control_max / scale,
         "learn_patient_data": remember_patient_data,
         "production_folders": production_folders(settings),
     }

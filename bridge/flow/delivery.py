@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bridge.core.model import Behandlerkravmelding, dump_json, load_json
 from bridge.core.notices import transient_message
-from bridge.core.outcomes import State
+from bridge.core.outcomes import State, unsent_control_stopped
 from bridge.core.receipts import ReceiptFacts, build_receipt, outcome_of
 from bridge.core.timezone import OSLO
 from bridge.files.fsutil import atomic_write
@@ -95,6 +95,9 @@ class Delivery:
                 retry_at=datetime.fromtimestamp(version.due_at, OSLO),
                 maybe_sent=version.state is State.SUBMITTING,
             )
+        if detail.unsent_control_stopped and version.state is State.SUBMITTED:
+            sent = version.submit_started_at or version.created_at
+            return unsent_control_stopped(datetime.fromtimestamp(sent, OSLO))
         return detail.message if version.state is State.FAILED else None
 
     def remember_claim(self, text: str, melding: Behandlerkravmelding) -> None:

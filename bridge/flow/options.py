@@ -36,6 +36,10 @@ class PipelineOptions:
     poll_first: float = 2.0  # first status poll after submission
     poll_max: float = 300.0  # longest wait between polls for the control result
     poll_max_payment: float = 3600.0  # longest wait between polls for the payment
+    # How long a claim may wait at KUHR without being sent to control (kontrollstatus
+    # ikke_sendt_til_kontroll, or none yet) before the bridge stops polling it: the docs give
+    # that status no way on and no duration (docs/receipts.md, "ikke_sendt_til_kontroll").
+    unsent_control_max: float = 3 * 24 * 3600.0
     praksis_cache_seconds: float = 600.0
     # Bulk runs (bridge.migrate.migration) set these; the defaults are the watcher's behaviour.
     track: bool = True  # False: leave claims at mottatt (submitted); a later run follows them

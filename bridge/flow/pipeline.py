@@ -29,6 +29,7 @@ from bridge.core.model import (
     Feilkode,
     Kontrollstatus,
     Meldingsstatus,
+    Praksis,
     PraksisListe,
     SendInnResponse,
     Utbetalingsstatus,
@@ -38,7 +39,8 @@ from bridge.core.model import (
 from bridge.core.outcomes import State
 from bridge.core.praksis import PraksisResolutionError, Sender, resolve_praksis
 from bridge.core.precheck import PrecheckOutcome
-from bridge.core.problems import Problem
+from bridge.core.problems import Problem, has_errors
+from bridge.core.rules import praksis_rules
 from bridge.files.reading import read_limited
 from bridge.flow.delivery import Delivery
 from bridge.flow.journal import Journal, Version
@@ -217,7 +219,12 @@ class Pipeline:
             states.append(State.CONTROLLED)
         pending = self.journal.versions(states)
         limit = self._once_attempts
-        return [v for v in pending if not (v.state is State.FAILED and v.attempts >= limit)]
+        return [
+            v
+            for v in pending
+            if v.due_at < NEVER  # e.g. a claim KUHR never sent to control: no longer followed
+            and not (v.state is State.FAILED and v.attempts >= limit)
+        ]
 
     def _active_states(self) -> list[State]:
         return [*WORKING_STATES, *(TRACKED_STATES if self.options.track else ())]
@@ -357,6 +364,15 @@ class Pipeline:
                 failure=failure_kind(err),
             )
             return
+        # The documented rules that depend on the praksis type (bridge.core.rules), now that
+        # the praksis is chosen; the others ran in convert.
+        praksis = self._praksis_of(resolution)
+        rule_problems = praksis_rules(result.behandlerkrav, praksis.type if praksis else None)
+        if rule_problems:
+            result.problems.extend(rule_problems)
+            if has_errors(rule_problems):
+                self._reject(version, result.problems, envelope=envelope)
+                return
         melding = Behandlerkravmelding(
             praksisId=resolution.praksis_id, behandlerkrav=result.behandlerkrav
         )
@@ -396,6 +412,14 @@ class Pipeline:
         self.delivery.deliver(version)
         await self._submit(version)
 
+    def _praksis_of(self, resolution: Any) -> Praksis | None:
+        """The chosen praksis, also when its praksisId came by flag or rule (if listed)."""
+        praksis = resolution.praksis
+        if praksis is None and self._praksiser is not None:  # a praksisId given by flag/rule
+            known = self._praksiser[1].praksiser
+            praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
+        return praksis
+
     async def _precheck(
         self, version: Version, melding: Behandlerkravmelding, resolution: Any
     ) -> PrecheckOutcome | None:
@@ -403,10 +427,7 @@ class Pipeline:
         checker = self.prechecker
         if checker is None or not checker.enabled:
             return None
-        praksis = resolution.praksis
-        if praksis is None and self._praksiser is not None:  # a praksisId given by flag/rule
-            known = self._praksiser[1].praksiser
-            praksis = next((p for p in known if p.praksisId == resolution.praksis_id), None)
+        praksis = self._praksis_of(resolution)
         now = await checker.now()
         outcome = await self.options.offload(
             checker.check, melding, now=now, praksistype=praksis.type if praksis else None
@@ -549,12 +570,27 @@ class Pipeline:
         main = entries[0] if entries else None
         state, final = kuhr_state(version.state, entries, self.options.follow)
         polls = version.detail.polls + 1
+        stopped = not final and self._unsent_too_long(version, main)
+        final = final or stopped
         due = NEVER if final else self._now() + self._poll_interval(polls, state)
         previous = version.state
+        detail: dict[str, Any] = {"details": stored, "polls": polls}
+        if stopped:
+            detail["unsent_control_stopped"] = True
+            log.warning(
+                "%s: KUHR has not sent claim %s to control %s after it was sent "
+                "(kontrollstatus %s); the bridge stops polling it. `bkm-bridge status %s` "
+                "shows KUHR's view; ask Helfo if it stays so",
+                version.file.name,
+                version.behandlerkravmelding_id,
+                _duration(self.options.unsent_control_max),
+                (main.kontrollstatus if main else None) or "none",
+                version.behandlerkravmelding_id,
+            )
         version = self.journal.transition(
             version.id,
             state,
-            detail={"details": stored, "polls": polls},
+            detail=detail,
             due_at=due,
             attempts=0,
             note=_status_note(main) if changed else None,
@@ -569,6 +605,20 @@ class Pipeline:
             self.stats.controlled += 1
         if changed or final:
             self.delivery.deliver(version, final=final, announce=controlled)
+
+    def _unsent_too_long(self, version: Version, main: BehandlerkravmeldingStatus | None) -> bool:
+        """Whether a claim KUHR has not sent to control (kontrollstatus ikke_sendt_til_kontroll,
+        or none yet) has waited longer than `unsent_control_max` since it was sent. The docs
+        give that status no way on and no duration, so polling it is bounded (never forever);
+        kontrolleres and kontrolleres_manuelt are documented to end, and are followed on."""
+        if version.state is not State.SUBMITTED:
+            return False
+        waiting = main is None or main.kontrollstatus in (
+            None,
+            Kontrollstatus.IKKE_SENDT_TIL_KONTROLL,
+        )
+        since = version.submit_started_at or version.created_at
+        return waiting and self._now() - since > self.options.unsent_control_max
 
     # ------------------------------------------------------------------ helpers
 
@@ -762,6 +812,13 @@ def _rule_matches(options: PipelineOptions, sender: Sender, path: Path) -> bool:
     from bridge.core.praksis import matching_rule
 
     return matching_rule(options.praksis_rules, sender, path.parent) is not None
+
+
+def _duration(seconds: float) -> str:
+    """3 days → "72 hours"; short bounds (tests, an accelerated sandbox) in seconds."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds:.0f} seconds"
 
 
 def _details_json(details: BehandlerkravmeldingListe) -> str:

@@ -46,6 +46,8 @@ class Detail:
     # What KUHR's overview last said of this claim (bridge.flow.sweep.fingerprint): a sweep
     # fetches the details only of claims whose overview rows no longer match it.
     kuhr_fingerprint: str | None = None
+    # Polling stopped: KUHR did not send the claim to control within unsent_control_max.
+    unsent_control_stopped: bool = False
 
     # ------------------------------------------------------------------ typed views
 

@@ -54,6 +54,14 @@ def sandbox(
         float,
         typer.Option(help="Share of meldinger that go to manual control first.", min=0.0, max=1.0),
     ] = 0.0,
+    unsent_control_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of meldinger never sent to control (ikke_sendt_til_kontroll).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     error_rate: Annotated[
         float, typer.Option(help="Share of API requests answered 5xx.", min=0.0, max=1.0)
     ] = 0.0,
@@ -116,6 +124,7 @@ def sandbox(
         seed=seed,
         token_lifetime_seconds=token_lifetime,
         manual_control_share=manual_control_share,
+        unsent_control_share=unsent_control_share,
         faults=faults,
         access_log=access_log,
         speed=speed,

@@ -8,6 +8,7 @@ Statuses are then read off the clock lazily, so advancing the clock shows them a
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from decimal import Decimal
@@ -71,6 +72,25 @@ class Lifecycle:
             manuell_at = kontroll_at
             kontroll_at = manuell_at + rng.uniform(*s.manual_control_seconds)
         any_godkjent = any(r.godkjent for r in regninger)
+        held = (
+            not rebehandling
+            and s.unsent_control_share > 0
+            and rng.random() < s.unsent_control_share
+        )
+        if held:  # ready, but never sent to control: nothing follows
+            return Behandling(
+                innsending_id=self._innsending_id(),
+                rebehandling=rebehandling,
+                klar_at=klar_at,
+                sendt_at=math.inf,
+                manuell_at=None,
+                kontrollert_at=math.inf,
+                regninger=regninger,
+                utbetales=utbetales,
+                any_godkjent=any_godkjent,
+                vedtak=Vedtak("", praksis_id, math.inf, math.inf, ""),
+                ikke_til_kontroll=True,
+            )
         vedtak = self._vedtak(praksis_id, kontroll_at)
         if any_godkjent:
             vedtak.total += utbetales

@@ -55,6 +55,9 @@ class SandboxSettings:
     kontroll_seconds: tuple[float, float] = (10.0, 20.0)
     manual_control_share: float = 0.0
     manual_control_seconds: tuple[float, float] = (2 * 3600.0, 6 * 3600.0)
+    # Share of meldinger KUHR never sends to control: they stay klar_til_behandling with
+    # kontrollstatus ikke_sendt_til_kontroll (a documented status with no documented way on).
+    unsent_control_share: float = 0.0
     utbetaling_working_days: tuple[int, int] = (2, 3)
     # Requests.
     max_body_bytes: int = 8 * 1024 * 1024

@@ -60,6 +60,7 @@ class Behandling:
     # Merknader on the innsending, and on the vedtak (shown once the vedtak has run).
     innsending_merknader: tuple[MerknadRef, ...] = ()
     vedtak_merknader: tuple[MerknadRef, ...] = ()
+    ikke_til_kontroll: bool = False  # never sent to control (kontrollstatus says so)
 
 
 @dataclass(slots=True)

@@ -63,6 +63,10 @@ def _entry(
         "behandlerkravmeldingId": melding.melding_id,
         "meldingsstatus": _meldingsstatus(behandling, now).value,
     }
+    if behandling.ikke_til_kontroll and now >= behandling.klar_at:
+        entry["kontrollstatus"] = Kontrollstatus.IKKE_SENDT_TIL_KONTROLL.value
+        entry["utbetalingsstatus"] = Utbetalingsstatus.IKKE_SENDT_TIL_UTBETALING.value
+        entry["innsendingId"] = str(behandling.innsending_id)
     if sendt:
         entry["kontrollstatus"] = _kontrollstatus(behandling, now).value
         entry["utbetalingsstatus"] = _utbetalingsstatus(behandling, vedtatt, utbetalt).value

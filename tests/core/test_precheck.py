@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -251,6 +252,36 @@ def test_antall_and_repetition_rules(table: TakstTable) -> None:
     assert "its amount is 400.00, but its takster come to 200.00" in findings[2].message
 
 
+def test_refusjon_0_is_a_tannleges_egenandel_report_not_an_amount_that_differs(
+    table: TakstTable,
+) -> None:
+    # The mapping table (behandlerkrav.regninger.belop): tannleger and tannpleiere without
+    # direkte oppgjør report egenandeler with Refusjon 0; the takster keep their values.
+    report = regning("101", "2026-01-05T09:00:00+01:00", ("3ad", "435"), diagnoser=(), belop="0")
+    assert check(table, report, fag="TH") == []
+    assert check(table, report, fag=None) == []  # the praksis type is not known
+    # A claim of 435 with a regning of 0 is still found, also for a tannlege.
+    half = regning("102", "2026-01-05T09:30:00+01:00", ("3ad", "435"), diagnoser=(), belop="200")
+    assert codes(check(table, half, fag="TH")) == [("102", "REGNING_AMOUNT_DIFFERS")]
+    # Elsewhere a regning of 0 is not a documented report: found, and the sentence says why.
+    lege = regning("103", "2026-01-06T09:00:00+01:00", ("2ad", "15"), belop="0")
+    findings = check(table, lege, fag="LE")
+    assert codes(findings) == [("103", "REGNING_AMOUNT_DIFFERS")]
+    assert findings[0].message.endswith(
+        "; a regning of 0 reports egenandeler only for tannlege and tannpleier."
+    )
+
+
+def test_block_mode_lets_a_tannleges_egenandel_report_through(table: TakstTable) -> None:
+    checker = Prechecker(Mode.BLOCK, lambda: table, clock=lambda: SEED_MOMENT)
+    krav = seed_krav(FIXTURES / "tannlege-egenandel.xml")
+    assert krav.regninger[0].belop == 0 and krav.belop == 0
+    outcome = checker.check(krav, now=checker.now_sync(), praksistype="TANN")
+    assert outcome.findings == [] and not outcome.blocks
+    # The same file from a fastlege's praksis is held back.
+    assert checker.check(krav, now=checker.now_sync(), praksistype="FALE").blocks
+
+
 def test_invalid_combinations_on_one_regning(table: TakstTable) -> None:
     findings = check(
         table,
@@ -342,6 +373,35 @@ def test_praksis_type_to_fagomraade() -> None:
     assert fagomraade_for("FYNO") == "FY"
     assert fagomraade_for("TAPL") == "TP"
     assert fagomraade_for("XXXX") is None and fagomraade_for(None) is None
+    # The municipal codes kodeverk.md lists, and the types without a takst section.
+    assert [fagomraade_for(t) for t in ("KOFA", "KOLE", "KNFL", "KOFY", "KORI", "KOHS")] == [
+        "LE",
+        "LE",
+        "LE",
+        "FY",
+        "FY",
+        "HS",
+    ]
+    assert fagomraade_for("OKSY") is None and fagomraade_for("TPUT") is None
+
+
+# Every code of kodeverk.md's Praksistyper table (kuhr-krav-api-dokumentasjon, 70 codes).
+KODEVERK_PRAKSISTYPER = re.findall(
+    r"[A-Z]{4}",
+    """
+AUDI BEUT BIRE FAFY FALE FALO FATU FRBE FYKO FYMT FYNO FYPM FYRT FYUM FYUP FYUV HELS JORD KINO
+KNFL KNND KOFA KOFF KOFY KOHS KOLE KOMU KORI KURS LARO LEKO LEVA LOGO MULT OKSY OPPT ORTO PASI
+PSNE PSNO PSUT RHFO SPAN SPBA SPES SPFY SPGY SPHU SPIN SPKI SPNE SPOK SPOL SPON SPPS SPRA SPRE
+SYKE SYPL TAFK TAFY TAKJ TANN TAPL TAPO TPOF TPPR TPUT URRE UTKA
+""",
+)
+
+
+def test_the_praksistype_table_holds_every_code_of_the_kodeverk() -> None:
+    from bridge.core.precheck import praksistyper
+
+    assert len(KODEVERK_PRAKSISTYPER) == 70
+    assert sorted(praksistyper()) == sorted(KODEVERK_PRAKSISTYPER)
 
 
 def test_block_mode_turns_findings_into_errors_and_says_why(table: TakstTable) -> None:

@@ -487,6 +487,12 @@ def test_ingen_utbetaling_keeps_innsending_and_vedtak_merknader() -> None:
 
     assert receipt["status"] == "ingen_utbetaling"
     assert receipt["kontrollresultat"] == "delvis_godkjent"
+    # The doc's details example has the sums inside innsending, not on the entry.
+    assert (receipt["sumKravbelop"], receipt["sumUtbetaltbelop"], receipt["antallRegninger"]) == (
+        Decimal("396"),
+        Decimal("198"),
+        2,
+    )
     assert receipt["praksisId"] == "1004326178"
     assert _regninger(receipt) == {"6897": ("avvist", ["710"]), "6898": ("godkjent", [])}
     assert [m["nummer"] for m in receipt["merknader"]] == ["458"]

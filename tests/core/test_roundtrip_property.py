@@ -112,6 +112,10 @@ def pasienter(draw: st.DrawFn) -> dict[str, Any]:
     for key, strategy in optional.items():
         if draw(st.booleans()):
             pasient[key] = draw(strategy)
+    # The documented rules (bridge.core.rules): without an ident, fødselsdato and both names.
+    if "identifikasjon" not in pasient:
+        pasient.setdefault("fodselsdato", draw(dates))
+        pasient.setdefault("fornavn", draw(names))
     return pasient
 
 
@@ -178,6 +182,12 @@ def regninger(draw: st.DrawFn) -> dict[str, Any]:
     for key, strategy in optional.items():
         if draw(st.booleans()):
             regning[key] = draw(strategy)
+    # The documented rules (bridge.core.rules): a korrigering only sets betaltEgenandel to
+    # true; stønadspunkt 1 names the sjelden medisinsk tilstand.
+    if regning.get("korrigeringBetaltEgenandel"):
+        regning["betaltEgenandel"] = True
+    if regning.get("stonadspunkt") == "1":
+        regning.setdefault("sjeldenMedisinskTilstand", draw(codes))
     if kreditering is not None:
         regning["kreditering"] = kreditering
     if relatert:

@@ -168,3 +168,74 @@ def test_block_mode_keeps_a_claim_with_findings_from_being_sent(
     assert sent["forhandskontroll"] == []
     stats = httpx.get(f"{admin}/stats", timeout=10).json()
     assert stats["submissions_received"] == 1  # only the corrected claim reached the sandbox
+
+
+TANNLEGE_CONFIG = """
+[[actors]]
+name = "lege"
+pid = "15837510047"
+orgnr = "999999999"
+
+[[actors.praksiser]]
+praksisId = "1004326178"
+navn = "Kurbadet Helsesenter"
+orgnr = "999999999"
+type = "FALE"
+kontonr = "12345678901"
+gyldigePerioder = [{ fraOgMedDato = 2020-01-01, tilOgMedDato = 2028-07-15 }]
+
+[[actors.praksiser]]
+praksisId = "1004326999"
+navn = "Tannlegene i Sentrum"
+orgnr = "999999997"
+type = "TANN"
+kontonr = "12345678903"
+gyldigePerioder = [{ fraOgMedDato = 2020-01-01, tilOgMedDato = 2028-07-15 }]
+"""
+
+
+def test_block_mode_sends_a_tannleges_egenandel_report_with_refusjon_0(
+    keys: KeyMaterial, tmp_path: Path
+) -> None:
+    """Refusjon 0 is how a tannlege without direkte oppgjør reports egenandeler (the mapping
+    table, behandlerkrav.regninger.belop): the pre-control in block mode lets it through, and
+    KUHR (the sandbox) approves it."""
+    config = tmp_path / "sandbox.toml"
+    config.write_text(TANNLEGE_CONFIG, encoding="utf-8")
+    with start_sandbox(
+        keys=keys, state_dir=tmp_path / "sandbox", clock=SEED_CLOCK, config=config
+    ) as sandbox:
+        sync_takster(sandbox, tmp_path / "state")
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        admin = sandbox.info["admin_url"]
+        runner = run_watcher(sandbox, tmp_path, **{"precheck.mode": "block"})
+        try:
+            shutil.copyfile(FIXTURES / "tannlege-egenandel.xml", inbox / "egenandel.xml")
+            receipt = wait_for(inbox / "egenandel.xml", lambda r: r["status"] == "godkjent", admin)
+            # Without Behandlingsform: a tannlege must give the stønadspunkt (a documented
+            # rule of the praksis type, known once the praksis is chosen): not sent.
+            data = (FIXTURES / "tannlege-egenandel.xml").read_bytes()
+            (inbox / "uten-stonadspunkt.xml").write_bytes(
+                data.replace(b'<Behandlingsform V="4h"/>', b"").replace(b"7d1e0c5a", b"7d1e0c5b")
+            )
+            refused = wait_for(
+                inbox / "uten-stonadspunkt.xml", lambda r: r["status"] == "avvist_lokalt", admin
+            )
+        finally:
+            runner.stop()
+        stats = httpx.get(f"{admin}/stats", timeout=10).json()
+
+    assert receipt["praksisId"] == "1004326999"
+    assert receipt["forhandskontroll"] == [] and receipt["problemer"] == []
+    assert [(r["regningsnummer"], r["status"]) for r in receipt["regninger"]] == [
+        ("101", "godkjent")
+    ]
+    assert receipt["sumKravbelop"] == 0
+    assert [(p["kode"], p.get("sti")) for p in refused["problemer"]] == [
+        ("FIELD_REQUIRED", "behandlerkrav.regninger[0].stonadspunkt")
+    ]
+    assert "(praksis type TANN)" in refused["problemer"][0]["detalj"]
+    assert refused["problemer"][0]["melding"].startswith("Kravet mangler en opplysning Helfo")
+    assert refused["behandlerkravmeldingId"] is None
+    assert stats["submissions_received"] == 1  # the refused claim never reached KUHR

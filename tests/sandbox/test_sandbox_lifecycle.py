@@ -100,6 +100,25 @@ def test_a_share_goes_to_manual_control_first(keys: KeyMaterial) -> None:
         client.close()
 
 
+def test_a_share_is_never_sent_to_control(keys: KeyMaterial) -> None:
+    settings = SandboxSettings(unsent_control_share=1.0, speed=0.0)
+    with serve(keys, settings=settings) as running:
+        client = Jose(running.base_url, running.info)
+        token = client.token()
+        melding_id = client.send(melding(consultation()), token)
+        for seconds in (22, 30 * 24 * 3600):  # nothing follows, however long one waits
+            client.advance(seconds)
+            entry = status(client, melding_id, token)
+            assert (
+                entry["meldingsstatus"],
+                entry["kontrollstatus"],
+                entry["utbetalingsstatus"],
+            ) == ("klar_til_behandling", "ikke_sendt_til_kontroll", "ikke_sendt_til_utbetaling")
+            assert entry["innsending"]["regninger"][0]["status"] == "behandles"
+            assert "vedtakId" not in entry
+        client.close()
+
+
 def test_one_vedtak_per_praksis_at_16(jose: Jose, token: str) -> None:
     fale = [jose.send(melding(consultation(guid=None)), token) for _ in range(2)]
     leva = jose.send(melding(consultation(), praksis_id=LEGEVAKT), token)

@@ -28,7 +28,8 @@ def krav(**changes: Any) -> Behandlerkrav:
         "regningsnummer": "12496",
         "tidspunkt": "2026-01-06T13:35:00+01:00",
         "merknad": MERKNAD,
-        "pasient": {"etternavn": NAVN, "fornavn": "Åse", "kjonn": "2"},
+        # Without an ident the documented rules want fødselsdato (bridge.core.rules).
+        "pasient": {"etternavn": NAVN, "fornavn": "Åse", "kjonn": "2", "fodselsdato": "1970-03-11"},
         "diagnoser": [{"kodeverk": "2.16.578.1.12.4.1.1.7170", "kode": "L73"}],
         "takster": [
             {"belop": Decimal("155.00"), "kode": "2ad", "antall": 1},
