@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from lxml import etree
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 
 from bridge.core.outcomes import STATUS_SENTENCES
@@ -36,13 +37,6 @@ from bridge.sandbox import start_sandbox
 AR = "{http://www.kith.no/xmlstds/apprec/2004-11-21}"
 SEED = FIXTURES / "seed-arbeidsflyt.xml"
 CLOCK = "2026-01-06T15:30:00+01:00"
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def apprec_of(claim: Path) -> etree._Element:

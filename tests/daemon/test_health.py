@@ -7,18 +7,16 @@ move its clock; the bridge runs as the daemon does (Runner.start/stop).
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import socket
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support.daemon import free_port, parse_metrics, wait_for_receipt
 from support.paths import FIXTURES
 
 from bridge import __version__
@@ -29,54 +27,6 @@ from bridge.sandbox import start_sandbox
 
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
 PATIENT_IDS = ("47908702367", "47908500667")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def wait_for_receipt(
-    claim: Path, predicate: Callable[[dict[str, Any]], bool], admin: str, timeout: float = 60.0
-) -> dict[str, Any]:
-    """Poll the receipt, moving the sandbox clock 30 s per poll."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = receipt_of(claim)
-        if last is not None and predicate(last):
-            return last
-        httpx.post(f"{admin}/clock", json={"advance_seconds": 30}, timeout=10)
-        time.sleep(0.2)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last)[:2000]}")
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """`name{labels}` → value, checking every sample belongs to a declared family."""
-    families: dict[str, str] = {}
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            families[name] = kind
-            continue
-        if line.startswith("#") or not line:
-            continue
-        key, value = line.rsplit(" ", 1)
-        name = key.split("{", 1)[0]
-        family = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert name in families or family in families, f"sample without TYPE: {line}"
-        assert key not in samples, f"duplicate sample {key}"
-        samples[key] = float(value)
-    return samples
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from support.daemon import free_port, parse_metrics, wait_for_receipt
 from support.paths import FIXTURES
-from test_health import free_port, parse_metrics, wait_for_receipt
 
 from bridge.config import load_settings
 from bridge.daemon.runner import Runner, RunOptions

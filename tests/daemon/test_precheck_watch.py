@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 from typer.testing import CliRunner
 
@@ -62,13 +63,6 @@ def sync_takster(sandbox: RunningSandbox, state: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert (state / "opendata" / "takster-sandbox.json").is_file()
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def wait_for(

@@ -7,7 +7,6 @@ own form is refused.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from support.chromium import CHROMIUM, Chromium
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 
 from bridge.config import load_settings
@@ -43,13 +43,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def wait_until(what: Callable[[], Any], admin: str | None = None, timeout: float = 60.0) -> Any:

@@ -7,7 +7,6 @@ CI installs Chromium with `apt-get install -y chromium`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from lxml import html
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 
 from bridge.config import load_settings
@@ -102,13 +102,6 @@ def read_png(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
         pixels.extend((line[i], line[i + 1], line[i + 2]) for i in range(0, stride, channels))
         previous = line
     return width, height, pixels
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def wait_for_receipt(

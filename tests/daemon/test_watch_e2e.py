@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 
 from bridge.config import load_settings
@@ -28,13 +29,6 @@ from bridge.sandbox import start_sandbox
 
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
 PATIENT_IDS = ("47908702367", "47908500667")
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def wait_for(

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 
 from bridge.config import ConfigError, load_settings
@@ -43,13 +44,6 @@ def admin(sandbox, path: str, body: dict[str, Any] | None = None) -> Any:
     response = httpx.post(url, json=body, timeout=10) if body is not None else httpx.get(url)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def wait_for(claim: Path, predicate, timeout: float = 60.0) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.daemon import receipt_of
 from support.paths import FIXTURES
 
 from bridge.config import load_settings
@@ -26,13 +27,6 @@ from bridge.daemon.runner import Runner, RunOptions
 from bridge.sandbox import start_sandbox
 
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
-
-
-def receipt_of(claim: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(f"{claim}.kvittering.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def wait_for_receipt(
