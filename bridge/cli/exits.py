@@ -23,7 +23,7 @@ from pathlib import Path
 
 import typer
 
-from bridge.core.outcomes import Status
+from bridge.core.outcomes import FINE_OUTCOMES
 from bridge.errors import BridgeError, UsageError
 
 
@@ -34,23 +34,6 @@ class ExitCode(IntEnum):
     SERVICE_NOT_RUNNING = 3
     SERVICE_NOT_INSTALLED = 4
     INTERRUPTED = 130
-
-
-# The words that end a command with 0; every other word (avvist_lokalt, feil_i_melding,
-# feilet_midlertidig, avvist, delvis_godkjent, venter, ikke_behandlet …) needs someone to act.
-FINE_OUTCOMES = frozenset(
-    {
-        Status.SENDT,
-        Status.KONTROLLERT,
-        Status.GODKJENT,
-        Status.SENDT_TIL_UTBETALING,
-        Status.UTBETALT,
-        Status.INGEN_UTBETALING,
-        Status.DUPLIKAT,
-        Status.IGNORERT,
-        Status.KONVERTERT,
-    }
-)
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

@@ -147,6 +147,22 @@ def state_word(state: State | str) -> str:
     return STATE_WORDS[State(state)]
 
 
+# The words that end a command with 0 (`watch --once` included); every other word
+# (avvist_lokalt, feil_i_melding, feilet_midlertidig, avvist, delvis_godkjent, venter,
+# ikke_behandlet …) needs someone to act.
+FINE_OUTCOMES = frozenset(
+    {
+        Status.SENDT,
+        Status.KONTROLLERT,
+        Status.GODKJENT,
+        Status.SENDT_TIL_UTBETALING,
+        Status.UTBETALT,
+        Status.INGEN_UTBETALING,
+        Status.DUPLIKAT,
+        Status.IGNORERT,
+        Status.KONVERTERT,
+    }
+)
 # Outcomes that need someone to act, and outcomes of files not finished yet.
 FAILED = frozenset({Status.AVVIST_LOKALT, Status.FEIL_I_MELDING, Status.FEILET_MIDLERTIDIG})
 UNFINISHED = frozenset({Status.VENTER, Status.IKKE_BEHANDLET})

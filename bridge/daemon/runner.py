@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config import Environment, Settings
-from bridge.core.outcomes import State
+from bridge.core.outcomes import FINE_OUTCOMES, State
 from bridge.core.receipts import outcome_of
 from bridge.daemon.takster_refresh import TaksterRefresh, start_takster_refresh
 from bridge.daemon.watcher import FolderWatcher, IntakeOptions
@@ -183,7 +183,7 @@ class Runner:
                 else outcome_of(pipeline.delivery.facts(version)).status
             )
             self.summary[word] = self.summary.get(word, 0) + 1
-            if version.state in (State.REJECTED, State.FAILED):
+            if word not in FINE_OUTCOMES:  # the exit-code rule: someone must act on it
                 failed += 1
             if version.receipts_pending:
                 no_receipt.append(path.name)

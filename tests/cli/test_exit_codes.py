@@ -63,7 +63,12 @@ def _future_claim(path: Path) -> Path:
                 "guid": f"6f1c2a4e-7d3b-4c5a-9e8f-00000000000{n}",
                 "regningsnummer": str(700 + n),
                 "tidspunkt": datetime(2030, 3, 4, 9, n, tzinfo=OSLO),
-                "pasient": {"etternavn": "Hansen", "fornavn": "Åse", "kjonn": "2"},
+                "pasient": {
+                    "etternavn": "Hansen",
+                    "fornavn": "Åse",
+                    "kjonn": "2",
+                    "fodselsdato": "1970-03-11",
+                },
                 "diagnoser": [{"kodeverk": "2.16.578.1.12.4.1.1.7170", "kode": "L73"}],
                 "takster": [{"belop": Decimal("155.00"), "kode": "2ad", "antall": 1}],
                 "belop": Decimal("155.00"),

@@ -160,7 +160,8 @@ def test_sweep_command_on_demand(tmp_path: Path, sandbox) -> None:
     shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", claim)
     # `watch --once` follows the claim to its control result; no sweeps of its own.
     settings = settings_for(tmp_path, **{"kuhr.sweep_interval": "1s"})
-    assert Runner(settings, RunOptions(folders=(inbox,))).run_once() == 0
+    # delvis godkjent: regninger avvist need someone to act (the exit-code rule)
+    assert Runner(settings, RunOptions(folders=(inbox,))).run_once() == 1
     first = receipt_of(claim)
     assert first is not None and final_delvis(first)
 

@@ -139,7 +139,8 @@ def test_watch_once_writes_the_receipts(installed: Path, tmp_path: Path) -> None
         "60",
         cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # delvis godkjent: two regninger avvist need someone to act, so 1 (README, "Exit codes")
+    assert done.returncode == 1, done.stderr[-3000:]
     receipt = json.loads((inbox / "krav.xml.kvittering.json").read_text(encoding="utf-8"))
     assert receipt["status"] == "delvis_godkjent"
     assert (inbox / "krav.apprec.xml").read_bytes().startswith(b"<?xml")
