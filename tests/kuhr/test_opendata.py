@@ -342,7 +342,7 @@ def test_precheck_uses_the_standalone_sandboxs_clock(sandbox, app, tmp_path: Pat
     invoke(app, "takster", "sync", *state, **env)
     seed = FIXTURES / "seed-arbeidsflyt.xml"
     result = invoke(app, "precheck", seed, "--praksis-type", "FALE", *state, **env)
-    assert result.exit_code == 1
+    assert result.exit_code == 0  # findings in warn mode (README, "Exit codes")
     assert "after the moment it is checked (06.01.2026 15:3" in result.stdout
     assert (
         "REGNING_IN_FUTURE" in result.stdout and "ENKEL_KONTAKT_NEAR_KONSULTASJON" in result.stdout

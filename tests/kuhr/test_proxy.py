@@ -127,7 +127,9 @@ def test_every_client_goes_through_the_proxy_from_the_environment(
         daemon.terminate()
         daemon.wait(30)
     assert proxy.tunnels[HOST] > after_submit
-    assert proxy.plain == 0 and set(proxy.tunnels) == {HOST}
+    # The daemon's takst refresh asks Helfo's open data API, also through the proxy (which
+    # refuses it: nothing here leaves the machine).
+    assert proxy.plain == 0 and set(proxy.tunnels) <= {HOST, "opne-data-api.helserefusjon.no"}
     print(f"\nCONNECT tunnels through the proxy: {dict(proxy.tunnels)}")
 
 
