@@ -126,29 +126,6 @@ def _datetime_oslo(raw: str) -> datetime | None:
     return parsed.replace(microsecond=0)
 
 
-# An ident's TypeId as some EPJs write it: V and DN swapped (V="HPR-nummer" DN="HPR"), so
-# @V holds the code's name (reference/real-world.md). A name that says one code unambiguously
-# is read as that code; the JSON BKM documents the codes only (FNR, DNR, HPR, HNR, PNR, UID,
-# DUF).
-_IDTYPE_NAMES = {
-    "fødselsnummer": "FNR",
-    "fodselsnummer": "FNR",
-    "d-nummer": "DNR",
-    "hpr-nummer": "HPR",
-    "helsepersonellnummer": "HPR",
-    "h-nummer": "HNR",
-    "passnummer": "PNR",
-    "duf-nummer": "DUF",
-}
-
-
-def _idtype(raw: str) -> str | None:
-    value = _text(raw)
-    if value is None:
-        return None
-    return _IDTYPE_NAMES.get(value.casefold(), value)
-
-
 @dataclass(frozen=True, slots=True)
 class Converter:
     parse: Callable[[str], Any]
@@ -180,7 +157,6 @@ def _derive_guid(obj: dict[str, Any], scope: _Scope) -> str:
 
 CONVERTERS: dict[str, Converter] = {
     "text": Converter(_text),
-    "idtype": Converter(_idtype),
     "guid": Converter(_text, _derive_guid),
     "bool": Converter(_bool),
     "int": Converter(_int),

@@ -392,12 +392,15 @@ def test_a_typeid_that_names_two_kinds_is_refused(attributes: str, sentence: str
     assert error.line == line_of(data, f"<TypeId {attributes}")
 
 
-def test_a_typeid_with_an_unknown_code_and_no_name_is_left_to_kuhr() -> None:
-    """Neither side is a known code or name: nothing to read differently (as ever)."""
+def test_a_typeid_with_an_unknown_code_and_no_name_is_left_as_written() -> None:
+    """Neither side is a known code or name: the lenient reading has nothing to read
+    differently; the documented rules (bridge.core.rules) then refuse the code itself."""
     result = convert(_with_behandler_typeid('V="XYZ" DN="Noe annet"'), CONTEXT)
-    assert result.problems == []
-    regning = claim_json(result)["behandlerkrav"]["regninger"][0]  # type: ignore[index]
-    assert regning["utforendeBehandler"]["identifikasjon"]["type"] == "XYZ"
+    assert not [p for p in result.problems if p.code.startswith("LEGACY_")]
+    [error] = result.errors
+    assert error.code == "KODEVERK_CODE_UNKNOWN"
+    assert error.path == "behandlerkrav.regninger[0].utforendeBehandler.identifikasjon.type"
+    assert "'XYZ'" in error.message
 
 
 def test_refusals_per_kind_are_capped_too() -> None:
