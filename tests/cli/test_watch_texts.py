@@ -17,8 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from lxml import etree
-from support.daemon import receipt_of
+from support.daemon import receipt_of, wait_for_receipt
 from support.paths import FIXTURES
 
 from bridge.core.outcomes import STATUS_SENTENCES
@@ -199,19 +197,6 @@ def faults(sandbox, body: dict[str, Any]) -> None:
     httpx.post(url, json=body, timeout=10).raise_for_status()
 
 
-def wait_for(
-    claim: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float = 90.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = receipt_of(claim)
-        if last is not None and predicate(last):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last)[:2000]}")
-
-
 def test_kuhr_unreachable_is_one_warning_per_retry_and_a_norwegian_receipt(
     tmp_path: Path, sandbox
 ) -> None:
@@ -234,13 +219,13 @@ def test_kuhr_unreachable_is_one_warning_per_retry_and_a_norwegian_receipt(
     try:
         claim = inbox / "krav.xml"
         shutil.copyfile(SEED, claim)
-        waiting = wait_for(claim, lambda r: "prøver igjen" in r["melding"])
+        waiting = wait_for_receipt(claim, lambda r: "prøver igjen" in r["melding"], timeout=90)
         assert waiting["status"] == "venter"
         assert "KUHR (Helfo) svarte ikke" in waiting["melding"]  # what is wrong …
         assert "Du trenger ikke gjøre noe" in waiting["melding"]  # … and what to do
         assert not waiting["behandlerkravmeldingId"]
         faults(sandbox, {})  # KUHR is back
-        wait_for(claim, lambda r: bool(r["behandlerkravmeldingId"]))
+        wait_for_receipt(claim, lambda r: bool(r["behandlerkravmeldingId"]), timeout=90)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -9,8 +9,7 @@ import json
 import logging
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from support.daemon import receipt_of
+from support.daemon import wait_for_receipt
 from support.paths import FIXTURES
 from typer.testing import CliRunner
 
@@ -65,21 +64,6 @@ def sync_takster(sandbox: RunningSandbox, state: Path) -> None:
     assert (state / "opendata" / "takster-sandbox.json").is_file()
 
 
-def wait_for(
-    claim: Path, predicate: Callable[[dict[str, Any]], bool], admin: str, timeout: float = 60.0
-) -> dict[str, Any]:
-    """Poll the receipt, moving the sandbox clock 30 s per poll."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = receipt_of(claim)
-        if last is not None and predicate(last):
-            return last
-        httpx.post(f"{admin}/clock", json={"advance_seconds": 30}, timeout=10)
-        time.sleep(0.2)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last, indent=1)[:2000]}")
-
-
 def run_watcher(sandbox: RunningSandbox, tmp_path: Path, **settings: Any) -> Runner:
     loaded = load_settings(
         None,
@@ -106,7 +90,7 @@ def test_the_receipt_shows_the_findings_beside_kuhrs_merknader(
     try:
         claim = tmp_path / "inbox" / "krav.xml"
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", claim)
-        receipt = wait_for(claim, lambda r: r["status"] == "delvis_godkjent", admin)
+        receipt = wait_for_receipt(claim, lambda r: r["status"] == "delvis_godkjent", admin)
     finally:
         runner.stop()
 
@@ -145,9 +129,11 @@ def test_block_mode_keeps_a_claim_with_findings_from_being_sent(
     runner = run_watcher(sandbox, tmp_path, **{"precheck.mode": "block"})
     try:
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", inbox / "krav.xml")
-        blocked = wait_for(inbox / "krav.xml", lambda r: r["status"] == "avvist_lokalt", admin)
+        blocked = wait_for_receipt(
+            inbox / "krav.xml", lambda r: r["status"] == "avvist_lokalt", admin
+        )
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt-rettet.xml", inbox / "rettet.xml")
-        sent = wait_for(inbox / "rettet.xml", lambda r: r["status"] == "godkjent", admin)
+        sent = wait_for_receipt(inbox / "rettet.xml", lambda r: r["status"] == "godkjent", admin)
     finally:
         runner.stop()
 
@@ -206,14 +192,16 @@ def test_block_mode_sends_a_tannleges_egenandel_report_with_refusjon_0(
         runner = run_watcher(sandbox, tmp_path, **{"precheck.mode": "block"})
         try:
             shutil.copyfile(FIXTURES / "tannlege-egenandel.xml", inbox / "egenandel.xml")
-            receipt = wait_for(inbox / "egenandel.xml", lambda r: r["status"] == "godkjent", admin)
+            receipt = wait_for_receipt(
+                inbox / "egenandel.xml", lambda r: r["status"] == "godkjent", admin
+            )
             # Without Behandlingsform: a tannlege must give the stønadspunkt (a documented
             # rule of the praksis type, known once the praksis is chosen): not sent.
             data = (FIXTURES / "tannlege-egenandel.xml").read_bytes()
             (inbox / "uten-stonadspunkt.xml").write_bytes(
                 data.replace(b'<Behandlingsform V="4h"/>', b"").replace(b"7d1e0c5a", b"7d1e0c5b")
             )
-            refused = wait_for(
+            refused = wait_for_receipt(
                 inbox / "uten-stonadspunkt.xml", lambda r: r["status"] == "avvist_lokalt", admin
             )
         finally:

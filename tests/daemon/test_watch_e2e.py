@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.daemon import receipt_of
+from support.daemon import receipt_of, wait_for_receipt
 from support.paths import FIXTURES
 
 from bridge.config import load_settings
@@ -29,22 +29,6 @@ from bridge.sandbox import start_sandbox
 
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
 PATIENT_IDS = ("47908702367", "47908500667")
-
-
-def wait_for(
-    claim: Path, predicate, *, advance: str | None = None, timeout: float = 60.0, step: float = 30.0
-) -> dict[str, Any]:
-    """Poll the receipt; move the sandbox clock `step` s per poll when `advance` is given."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = receipt_of(claim)
-        if last is not None and predicate(last):
-            return last
-        if advance:
-            httpx.post(f"{advance}/clock", json={"advance_seconds": step}, timeout=10)
-        time.sleep(0.2)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last, indent=1)[:2000]}")
 
 
 def regning_results(receipt: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
@@ -84,7 +68,7 @@ def test_seed_workflow_through_the_daemon(tmp_path: Path, sandbox, caplog) -> No
     try:
         claim = inbox / "krav.xml"
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", claim)
-        first = wait_for(claim, lambda r: r["status"] == "delvis_godkjent", advance=admin)
+        first = wait_for_receipt(claim, lambda r: r["status"] == "delvis_godkjent", admin=admin)
         assert regning_results(first) == {
             "4": ("avvist", ["470"]),
             "5": ("godkjent", []),
@@ -98,15 +82,17 @@ def test_seed_workflow_through_the_daemon(tmp_path: Path, sandbox, caplog) -> No
         tmp = inbox / ".krav.xml.tmp"
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt-rettet.xml", tmp)
         tmp.replace(claim)
-        second = wait_for(
+        second = wait_for_receipt(
             claim,
             lambda r: r["sha256"] != first["sha256"] and r["status"] == "godkjent",
-            advance=admin,
+            admin=admin,
         )
         assert regning_results(second) == {"6": ("godkjent", [])}
 
         # 16:00 makes a vedtak; two working days later it is paid to the praksis's account.
-        paid = wait_for(claim, lambda r: r["status"] == "utbetalt", advance=admin, step=6 * 3600)
+        paid = wait_for_receipt(
+            claim, lambda r: r["status"] == "utbetalt", admin=admin, step=6 * 3600
+        )
         assert paid["vedtak"]["utbetaling"]["kontonr"] == "12345678901"
     finally:
         runner.stop()
@@ -133,11 +119,11 @@ def test_same_content_again_is_not_sent_again(tmp_path: Path, sandbox) -> None:
     runner.start()
     try:
         shutil.copyfile(FIXTURES / "alle-felter.xml", inbox / "a.xml")
-        wait_for(
-            inbox / "a.xml", lambda r: r["tilstand"] in {"submitted", "controlled"}, advance=admin
+        wait_for_receipt(
+            inbox / "a.xml", lambda r: r["tilstand"] in {"submitted", "controlled"}, admin=admin
         )
         shutil.copyfile(FIXTURES / "alle-felter.xml", inbox / "copy-of-a.xml")
-        duplicate = wait_for(inbox / "copy-of-a.xml", lambda r: r["status"] == "duplikat")
+        duplicate = wait_for_receipt(inbox / "copy-of-a.xml", lambda r: r["status"] == "duplikat")
         assert duplicate["duplikatAv"].endswith("a.xml")
     finally:
         runner.stop()

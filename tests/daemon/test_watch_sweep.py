@@ -13,14 +13,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support.daemon import receipt_of
+from support.daemon import receipt_of, wait_for_receipt
 from support.paths import FIXTURES
 
 from bridge.config import ConfigError, load_settings
@@ -44,17 +43,6 @@ def admin(sandbox, path: str, body: dict[str, Any] | None = None) -> Any:
     response = httpx.post(url, json=body, timeout=10) if body is not None else httpx.get(url)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def wait_for(claim: Path, predicate, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = receipt_of(claim)
-        if last is not None and predicate(last):
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last, indent=1)[:2000]}")
 
 
 def apprec_of(claim: Path) -> tuple[str, str]:
@@ -118,7 +106,7 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
     try:
         claim = inbox / "krav.xml"
         shutil.copyfile(FIXTURES / "seed-arbeidsflyt.xml", claim)
-        first = wait_for(claim, final_delvis)
+        first = wait_for_receipt(claim, final_delvis)
         assert apprec_of(claim)[0] == "3"  # OK, feil i delmelding
         old_id = apprec_of(claim)[1]
 
@@ -132,7 +120,7 @@ def test_a_rebehandling_reaches_receipt_and_apprec_within_one_sweep(
         admin(sandbox, "clock", {"advance_seconds": 120})
         overview_before = admin(sandbox, "stats")["overview_requests"]
 
-        after = wait_for(claim, rebehandlet, timeout=30)
+        after = wait_for_receipt(claim, rebehandlet, timeout=30)
         assert admin(sandbox, "stats")["overview_requests"] > overview_before  # a sweep did it
         assert [r["status"] for r in after["regninger"]] == ["godkjent"] * 3
         assert after["status"] == "godkjent" and after["tilstand"] == "controlled"

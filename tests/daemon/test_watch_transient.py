@@ -8,18 +8,15 @@ whose faults the test switches through the sandbox's admin API.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support.daemon import receipt_of
+from support.daemon import wait_for_receipt
 from support.paths import FIXTURES
 
 from bridge.config import load_settings
@@ -27,19 +24,6 @@ from bridge.daemon.runner import Runner, RunOptions
 from bridge.sandbox import start_sandbox
 
 SEED_CLOCK = datetime.fromisoformat("2026-01-06T15:30:00+01:00")
-
-
-def wait_for_receipt(
-    claim: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = receipt_of(claim)
-        if last is not None and predicate(last):
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last, indent=1)[:3000]}")
 
 
 @pytest.fixture

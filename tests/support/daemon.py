@@ -28,18 +28,27 @@ def receipt_of(claim: Path) -> dict[str, Any] | None:
 
 
 def wait_for_receipt(
-    claim: Path, predicate: Callable[[dict[str, Any]], bool], admin: str, timeout: float = 60.0
+    claim: Path,
+    predicate: Callable[[dict[str, Any]], bool],
+    admin: str | None = None,
+    *,
+    timeout: float = 60.0,
+    step: float = 30.0,
 ) -> dict[str, Any]:
-    """Poll the receipt, moving the sandbox clock 30 s per poll."""
+    """Poll the claim's JSON receipt until `predicate` holds; with `admin` (the sandbox's admin
+    URL), move the sandbox clock `step` seconds per poll."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         last = receipt_of(claim)
         if last is not None and predicate(last):
             return last
-        httpx.post(f"{admin}/clock", json={"advance_seconds": 30}, timeout=10)
-        time.sleep(0.2)
-    raise AssertionError(f"receipt never matched; last: {json.dumps(last)[:2000]}")
+        if admin:
+            httpx.post(f"{admin}/clock", json={"advance_seconds": step}, timeout=10)
+            time.sleep(0.2)
+        else:
+            time.sleep(0.05)
+    raise AssertionError(f"receipt never matched; last: {json.dumps(last, indent=1)[:3000]}")
 
 
 def parse_metrics(text: str) -> dict[str, float]:
