@@ -5,7 +5,6 @@ sandbox that holds every melding back from control plays KUHR over loopback."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 from datetime import datetime
@@ -15,14 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from support.paths import FIXTURES
+from support.pipeline import receipt, run
 
-from bridge.config import load_settings
 from bridge.core.outcomes import STATUS_SENTENCES, State
 from bridge.flow.journal import Journal
-from bridge.flow.options import NEVER, PipelineOptions
+from bridge.flow.options import NEVER
 from bridge.flow.pipeline import Pipeline
-from bridge.kuhr.client import AsyncKuhrClient
-from bridge.kuhr.target import client_options, resolve_target, token_provider_for
 from bridge.sandbox import SandboxSettings, start_sandbox
 
 SEED = FIXTURES / "seed-arbeidsflyt-rettet.xml"
@@ -36,31 +33,6 @@ def sandbox(tmp_path: Path):
         state_dir=tmp_path / "sandbox", clock=clock, speed=120, settings=settings
     ) as running:
         yield running
-
-
-def receipt(path: Path) -> dict[str, Any]:
-    return json.loads(Path(f"{path}.kvittering.json").read_text(encoding="utf-8"))
-
-
-def run(sandbox, tmp_path: Path, body, **options: Any) -> Any:
-    settings = load_settings(None, {"kuhr.sandbox_state_dir": tmp_path / "sandbox"})
-    target = resolve_target(settings, sandbox.info)
-
-    async def main() -> Any:
-        tokens = token_provider_for(target, settings)
-        async with AsyncKuhrClient(
-            target.api_url, tokens, **client_options(settings, target)
-        ) as kuhr:
-            journal = Journal(tmp_path / "state" / "journal.db")
-            fast = {"poll_first": 0.05, "poll_max": 0.2, **options}
-            pipeline = Pipeline(journal, kuhr, PipelineOptions(**fast))
-            try:
-                return await body(pipeline, journal)
-            finally:
-                await pipeline.drain_inflight()
-                journal.close()
-
-    return asyncio.run(main())
 
 
 def test_polling_a_claim_not_sent_to_control_ends_with_a_receipt_saying_what_to_do(
