@@ -180,8 +180,6 @@ def matcher(pattern: str | None) -> Callable[[Any], bool]:
     return lambda value: value is not None and regex.fullmatch(str(value)) is not None
 
 
-
-
 CACHE_FORMAT = 1
 
 
