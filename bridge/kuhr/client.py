@@ -186,6 +186,7 @@ class AsyncKuhrClient:
             headers={"Accept": "application/json", "User-Agent": "bkm-bridge"},
             follow_redirects=False,
         )
+        self._parsed_urls: dict[str, httpx.URL] = {}
         self.jwks = JwksCache(self.hent_jwks)
         self.counters = ClientCounters()
 
@@ -294,6 +295,16 @@ class AsyncKuhrClient:
     def _url(self, path: str) -> str:
         return self.api_url + path
 
+    def _parsed(self, url: str) -> httpx.URL:
+        """`url` parsed once: httpx parses a text URL on every request (the submit URL is
+        the same for every claim; a status URL names its claim, so only a few are kept)."""
+        parsed = self._parsed_urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._parsed_urls) < 16:
+                self._parsed_urls[url] = parsed
+        return parsed
+
     async def _request(
         self,
         method: str,
@@ -317,7 +328,7 @@ class AsyncKuhrClient:
             try:
                 async with self._semaphore:
                     response = await self._http.request(
-                        method, url, params=params, content=content,
+                        method, self._parsed(url), params=params, content=content,
                         headers={**(headers or {}), **auth},
                     )  # fmt: skip
             except httpx.TransportError as exc:
