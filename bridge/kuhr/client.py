@@ -186,6 +186,7 @@ class AsyncKuhrClient:
             headers={"Accept": "application/json", "User-Agent": "bkm-bridge"},
             follow_redirects=False,
         )
+        _skip_cookieless_answers(self._http)
         self._parsed_urls: dict[str, httpx.URL] = {}
         self.jwks = JwksCache(self.hent_jwks)
         self.counters = ClientCounters()
@@ -432,6 +433,25 @@ def original_first(
     flag, not by the order KUHR lists them in (rebehandlinger keep their order among
     themselves: the newest last)."""
     return sorted(entries, key=lambda e: bool(e.rebehandling))
+
+
+class _CookiesFromSetCookie(httpx.Cookies):
+    """httpx's cookie jar, which looks at an answer only if it sets a cookie: httpx hands
+    every answer to the standard library's jar (two adapter objects and a header scan, ~7 %
+    of the daemon's CPU in a burst), and one without Set-Cookie changes nothing there."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+def _skip_cookieless_answers(client: httpx.AsyncClient) -> None:
+    """Give `client` that jar (httpx has no public way to choose the jar's class; where its
+    internals differ, the client keeps its own jar and works as before)."""
+    jar = getattr(client, "_cookies", None)
+    if type(jar) is httpx.Cookies:
+        client._cookies = _CookiesFromSetCookie(jar)  # type: ignore[attr-defined]
 
 
 def _path_segment(value: str) -> str:
