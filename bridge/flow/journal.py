@@ -243,6 +243,10 @@ class Journal:
     ) -> None:
         self.path = path
         self.owner = owner or default_owner()
+        # Versions this process holds the lease of, and those of them whose receipts are
+        # written but not yet said to be (`receipts_written`): said in `release`'s commit.
+        self._leased: set[int] = set()
+        self._written_at_release: set[int] = set()
         self.part = part
         self._clock = clock
         self._local = threading.local()
@@ -591,6 +595,7 @@ class Journal:
                 args.append(merged.to_json())
             if receipts:
                 fields = {**fields, "receipts_pending": 1}
+                self._written_at_release.discard(version_id)  # owed again: these are new
             for name, value in fields.items():
                 sets.append(f"{name} = ?")
                 args.append(value)
@@ -608,10 +613,18 @@ class Journal:
             return replace(current, state=state, updated_at=now, detail=merged, **fields)
 
     def receipts_written(self, *version_ids: int) -> None:
-        """These versions' receipts are on disk (one transaction for all of them)."""
+        """These versions' receipts are on disk (one transaction for all of them). For a
+        version whose lease this process holds, it is said in the commit that releases the
+        lease (one commit per step fewer): killed before that, the receipts are written again
+        on the next start (the same bytes), as for a kill just before this call."""
+        held = self._leased
+        now = [i for i in version_ids if i not in held]
+        self._written_at_release.update(i for i in version_ids if i in held)
+        if not now:
+            return
         with self._tx() as db:
             db.executemany(
-                "UPDATE versions SET receipts_pending = 0 WHERE id = ?", [(i,) for i in version_ids]
+                "UPDATE versions SET receipts_pending = 0 WHERE id = ?", [(i,) for i in now]
             )
 
     def receipts_owed(self, *, skip: Collection[int] = ()) -> list[Version]:
@@ -647,12 +660,17 @@ class Journal:
                 "UPDATE versions SET lease_owner = ?, lease_until = ? WHERE id = ?",
                 (self.owner, now + seconds, version_id),
             )
-            return True
+        self._leased.add(version_id)
+        return True
 
     def release(self, version_id: int) -> None:
+        self._leased.discard(version_id)
+        written = version_id in self._written_at_release
+        self._written_at_release.discard(version_id)
         with self._tx() as db:
             db.execute(
-                "UPDATE versions SET lease_owner = NULL, lease_until = 0 "
+                "UPDATE versions SET lease_owner = NULL, lease_until = 0"
+                f"{', receipts_pending = 0' if written else ''} "
                 "WHERE id = ? AND lease_owner = ?",
                 (version_id, self.owner),
             )

@@ -144,7 +144,9 @@ class Pipeline:
             due_at=self._now(),
         )
         if created:
-            log.info("new file version %s (%s…)", path.name, sha[:12])
+            # DEBUG: the claim's one INFO line is its outcome (mottatt, avvist, …); a line per
+            # intake step cost a redaction pass each in a burst.
+            log.debug("new file version %s (%s…)", path.name, sha[:12])
             self._wakeup.set()
         return version
 
@@ -433,8 +435,10 @@ class Pipeline:
             checker.check, melding, now=now, praksistype=praksis.type if praksis else None
         )
         if outcome.findings:
+            # DEBUG: the findings are in the receipt, and their codes in the claim's one INFO
+            # line (mottatt, or the rejection's problems).
             codes = ", ".join(sorted({f.code for f in outcome.findings}))
-            log.info(
+            log.debug(
                 "pre-control of %s: %d finding(s): %s",
                 version.file.name,
                 len(outcome.findings),
@@ -492,7 +496,16 @@ class Pipeline:
                 note="mottatt",
                 receipts=True,
             )
-            log.info("%s: mottatt by KUHR as %s", version.file.name, answer.behandlerkravmeldingId)
+            findings = version.detail.precheck
+            log.info(
+                "%s: mottatt by KUHR as %s%s",
+                version.file.name,
+                answer.behandlerkravmeldingId,
+                f" (pre-control: {len(findings)} finding(s): "
+                f"{', '.join(sorted({str(f.get('kode')) for f in findings}))})"
+                if findings
+                else "",
+            )
             self.delivery.deliver(version)
             return
         if codes == {Feilkode.DUPLIKAT_KRAV.value}:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,22 @@ class Detail:
 
     @classmethod
     def from_json(cls, text: str | None) -> Detail:
+        """The record stored as `text`. Records are frozen and shared: a version's row is read
+        several times per step (the step, each transition, the receipts), and its JSON (the
+        claim's text within) is decoded once (a few recent texts are kept)."""
         if not text or text == "{}":
             return EMPTY
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: _decoded(k, v) for k, v in data.items() if k in known and v is not None})
+        return _from_json(text)
+
+
+@lru_cache(maxsize=256)
+def _from_json(text: str) -> Detail:
+    data = json.loads(text)
+    return Detail(**{k: _decoded(k, v) for k, v in data.items() if k in _KNOWN and v is not None})
 
 
 _PROBLEM_FIELDS = frozenset({"problems", "receipt_problems"})
+_KNOWN = frozenset(f.name for f in fields(Detail))
 
 
 def _decoded(name: str, value: Any) -> Any:

@@ -186,6 +186,8 @@ class AsyncKuhrClient:
             headers={"Accept": "application/json", "User-Agent": "bkm-bridge"},
             follow_redirects=False,
         )
+        _skip_cookieless_answers(self._http)
+        self._parsed_urls: dict[str, httpx.URL] = {}
         self.jwks = JwksCache(self.hent_jwks)
         self.counters = ClientCounters()
 
@@ -294,6 +296,16 @@ class AsyncKuhrClient:
     def _url(self, path: str) -> str:
         return self.api_url + path
 
+    def _parsed(self, url: str) -> httpx.URL:
+        """`url` parsed once: httpx parses a text URL on every request (the submit URL is
+        the same for every claim; a status URL names its claim, so only a few are kept)."""
+        parsed = self._parsed_urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._parsed_urls) < 16:
+                self._parsed_urls[url] = parsed
+        return parsed
+
     async def _request(
         self,
         method: str,
@@ -317,7 +329,7 @@ class AsyncKuhrClient:
             try:
                 async with self._semaphore:
                     response = await self._http.request(
-                        method, url, params=params, content=content,
+                        method, self._parsed(url), params=params, content=content,
                         headers={**(headers or {}), **auth},
                     )  # fmt: skip
             except httpx.TransportError as exc:
@@ -421,6 +433,25 @@ def original_first(
     flag, not by the order KUHR lists them in (rebehandlinger keep their order among
     themselves: the newest last)."""
     return sorted(entries, key=lambda e: bool(e.rebehandling))
+
+
+class _CookiesFromSetCookie(httpx.Cookies):
+    """httpx's cookie jar, which looks at an answer only if it sets a cookie: httpx hands
+    every answer to the standard library's jar (two adapter objects and a header scan, ~7 %
+    of the daemon's CPU in a burst), and one without Set-Cookie changes nothing there."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+def _skip_cookieless_answers(client: httpx.AsyncClient) -> None:
+    """Give `client` that jar (httpx has no public way to choose the jar's class; where its
+    internals differ, the client keeps its own jar and works as before)."""
+    jar = getattr(client, "_cookies", None)
+    if type(jar) is httpx.Cookies:
+        client._cookies = _CookiesFromSetCookie(jar)  # type: ignore[attr-defined]
 
 
 def _path_segment(value: str) -> str:

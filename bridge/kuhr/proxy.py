@@ -69,14 +69,24 @@ class ProxyRule:
                 self.source = "environment"
         self._no_proxy = [e.strip().lower() for e in (_env(env, "no_proxy") or "").split(",")]
         self._no_proxy = [e for e in self._no_proxy if e]
+        self._decided: dict[tuple[str, str, int | None], str | None] = {}
 
     def proxy_for(self, url: httpx.URL | str) -> str | None:
         url = httpx.URL(url)
+        origin = (url.scheme, url.host, url.port)
+        try:
+            return self._decided[origin]
+        except KeyError:
+            pass
         host = url.host
         port = url.port or {"https": 443, "http": 80}.get(url.scheme)
         if is_loopback(host) or self._excluded(host, port):
-            return None
-        return self._https if url.scheme == "https" else self._http
+            proxy = None
+        else:
+            proxy = self._https if url.scheme == "https" else self._http
+        if len(self._decided) < 64:  # the rule is fixed at construction: decided per origin
+            self._decided[origin] = proxy
+        return proxy
 
     def _excluded(self, host: str, port: int | None) -> bool:
         host = host.lower().rstrip(".")

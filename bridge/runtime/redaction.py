@@ -18,6 +18,7 @@ What stays readable: praksisId (10 digits), organisasjonsnummer (9), HPR numbers
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import threading
@@ -37,7 +38,19 @@ MAX_TEXT = 64 * 1024  # longer payloads are cut (a log line is no place for a wh
 
 
 def _norm(key: object) -> str:
-    return re.sub(r"[_\-\s]", "", str(key)).casefold()
+    if isinstance(key, str) and len(key) <= 64:  # a field name (long keys are not kept)
+        return _norm_text(key)
+    return _NORM_DROP.sub("", str(key)).casefold()
+
+
+_NORM_DROP = re.compile(r"[_\-\s]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _norm_text(key: str) -> str:
+    """A mapping key as the rules compare it; keys are few (a claim's field names), and every
+    claim sent is walked by them (`remember_patient_data`), so each is normalised once."""
+    return _NORM_DROP.sub("", key).casefold()
 
 
 # The value under these keys is patient data: blanked whatever its shape.

@@ -114,6 +114,14 @@ def test_the_receipt_shows_the_findings_beside_kuhrs_merknader(
     assert receipt["problemer"] == []
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "pre-control of krav.xml: 2 finding(s)" in logged
+    # At INFO, the claim's one line names them.
+    mottatt = [r.getMessage() for r in caplog.records if "mottatt by KUHR" in r.getMessage()]
+    assert mottatt and mottatt[0].endswith(
+        "(pre-control: 2 finding(s): ENKEL_KONTAKT_NEAR_KONSULTASJON, REGNING_IN_FUTURE)"
+    ), mottatt
+    assert all(
+        r.levelno == logging.DEBUG for r in caplog.records if "pre-control of" in r.getMessage()
+    )
     for patient_id in PATIENT_IDS:
         assert patient_id not in logged
         assert patient_id not in json.dumps(findings)

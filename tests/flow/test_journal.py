@@ -201,3 +201,33 @@ def _hold(db: str, ids: list[int], out: multiprocessing.Queue) -> None:
     """Take leases under the real owner id (host:pid:random) and exit without releasing."""
     journal = Journal(Path(db))
     out.put((journal.owner, [i for i in ids if journal.acquire(i, seconds=60)]))
+
+
+def test_receipts_written_under_a_lease_are_said_with_its_release(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """One commit per step fewer, and nothing lost: until the lease is released the version
+    is still owed its receipts (a process killed there writes them again on its next start),
+    and new receipts owed in the same lease are not cleared by the earlier ones."""
+    db = tmp_path / "journal.db"
+    journal = Journal(db, owner="a", clock=clock)
+    version, _ = journal.record_seen("/in/a.xml", "aa", 10)
+    assert journal.acquire(version.id, seconds=60)
+    journal.transition(version.id, State.REJECTED, receipts=True)
+    journal.receipts_written(version.id)
+    clock.now += 120  # the lease has run out, as a killed holder's would
+    successor = Journal(db, owner="b", clock=clock)
+    assert [v.id for v in successor.receipts_owed()] == [version.id]
+    clock.now -= 120
+    journal.release(version.id)
+    assert successor.receipts_owed() == []
+
+    assert journal.acquire(version.id, seconds=60)
+    journal.transition(version.id, State.REJECTED, receipts=True)
+    journal.receipts_written(version.id)
+    journal.transition(version.id, State.REJECTED, note="newer", receipts=True)  # not written
+    journal.release(version.id)
+    assert [v.id for v in successor.receipts_owed()] == [version.id]
+
+    journal.receipts_written(version.id)  # without a lease: at once
+    assert successor.receipts_owed() == []

@@ -330,3 +330,46 @@ def test_every_jwe_profile_is_accepted(
     client = make_client(jwe_profile=profile, jwe_zip=zip_)
     result = client.send_inn(seed_melding())
     assert (result.status, result.accepted) == ("mottatt", True)
+
+
+def test_a_cookie_kuhr_sets_is_sent_back_and_answers_without_one_change_nothing() -> None:
+    """The client skips httpx's cookie jar for answers that set no cookie (its cost per
+    request); a cookie an answer does set (a load balancer's, say) still comes back."""
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Cookie"))
+            body = b'{"praksiser": []}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if len(seen) == 2:
+                self.send_header("Set-Cookie", "route=b2; Path=/")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class _Tokens:
+        async def auth_headers(self, method: str, url: str) -> dict[str, str]:
+            return {"Authorization": "Bearer t"}
+
+        def invalidate(self, token: str | None = None) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}/kuhr/krav/v1"
+        with KuhrClient(api, _Tokens()) as client:
+            for _ in range(4):
+                client.hent_praksiser()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [None, None, "route=b2", "route=b2"]
