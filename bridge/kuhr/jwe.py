@@ -12,16 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from jwcrypto import jwk
+from jwcrypto import jwe, jwk
 
 from bridge.core.model import Behandlerkravmelding, dump_json
 from bridge.errors import BridgeError
@@ -66,33 +61,9 @@ def encrypt_claim(
         raise ValueError(f"unknown JWE profile {profile!r}")
     if zip:
         header["zip"] = "DEF"
-    return _compact_jwe(plaintext.encode("utf-8"), json.dumps(header), key, deflate=zip)
-
-
-def _compact_jwe(plaintext: bytes, protected: str, key: jwk.JWK, *, deflate: bool) -> str:
-    """RSA-OAEP-256 + A256GCM from `cryptography` directly (RFC 7516 compact form): jwcrypto's
-    JWE object copied its header registry for every claim, a fifth of a submission's CPU.
-    The AAD is the protected header as encoded; `zip: DEF` is raw DEFLATE (RFC 1951)."""
-    public = key.get_op_key("wrapKey")  # jwcrypto caches the parsed RSA key on the JWK
-    if not isinstance(public, rsa.RSAPublicKey):
-        raise JwksError("KUHR's key is not an RSA public key")
-    cek = os.urandom(32)
-    iv = os.urandom(12)
-    encrypted_key = public.encrypt(cek, _OAEP_SHA256)
-    header_b64 = _b64url(protected.encode("utf-8"))
-    if deflate:
-        packer = zlib.compressobj(wbits=-15)
-        plaintext = packer.compress(plaintext) + packer.flush()
-    sealed = AESGCM(cek).encrypt(iv, plaintext, header_b64.encode("ascii"))
-    ciphertext, tag = sealed[:-16], sealed[-16:]
-    return ".".join(
-        (header_b64, _b64url(encrypted_key), _b64url(iv), _b64url(ciphertext), _b64url(tag))
-    )
-
-
-_OAEP_SHA256 = padding.OAEP(
-    mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-)
+    token = jwe.JWE(plaintext.encode("utf-8"), protected=json.dumps(header))
+    token.add_recipient(key)
+    return token.serialize(compact=True)
 
 
 def _usable(key: dict[str, Any]) -> bool:
