@@ -23,6 +23,7 @@ from typing import Any
 
 from lxml import etree
 
+from bridge.core.legacy.read import element_path
 from bridge.core.problems import Problem, Severity
 from bridge.core.timezone import OSLO
 from bridge.errors import BridgeError
@@ -487,29 +488,12 @@ def _put(obj: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     obj[keys[-1]] = value
 
 
-def _element_path(el: etree._Element) -> str:
-    parts = []
-    node: etree._Element | None = el
-    while node is not None:
-        name = etree.QName(node).localname
-        parent = node.getparent()
-        if parent is not None:
-            same = [c for c in parent if c.tag == node.tag]
-            if len(same) > 1:
-                name += f"[{same.index(node) + 1}]"
-        parts.append(name)
-        if name.startswith("BehandlerKrav"):
-            break
-        node = parent
-    return "/".join(reversed(parts))
-
-
 def _value_problem(rule: _FieldRule, err: ValueProblem, where: etree._Element) -> Problem:
     return Problem(
         "VALUE_INVALID",
         f"{rule.paths[0].source.split('|')[0]}: {err} (for {rule.json_path}).",
         line=where.sourceline,
-        path=_element_path(where),
+        path=element_path(where),
     )
 
 

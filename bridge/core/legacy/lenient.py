@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from bridge.core.legacy.read import BKM_LOCALNAME, LegacyDocument
+from bridge.core.legacy.read import BKM_LOCALNAME, LegacyDocument, element_path
 from bridge.core.problems import Problem, Severity
 
 # At most this many warnings per kind of deviation; the rest are counted in one more warning.
@@ -486,23 +486,3 @@ def _child(el: etree._Element | None, name: str) -> etree._Element | None:
     if el is None:
         return None
     return next(el.iterchildren("{*}" + name), None)
-
-
-def element_path(el: etree._Element) -> str:
-    """A readable path from the BehandlerKrav (or the document root, in the envelope):
-    `BehandlerKrav/Enkeltregning[2]/GUID`, `MsgHead/MsgInfo/Type`, with [n] where siblings
-    share a name."""
-    parts = []
-    node: etree._Element | None = el
-    while node is not None:
-        name = _local(node)
-        parent = node.getparent()
-        if parent is not None:
-            same = [c for c in parent if c.tag == node.tag]
-            if len(same) > 1:
-                name += f"[{same.index(node) + 1}]"
-        parts.append(name)
-        if name == BKM_LOCALNAME:
-            break
-        node = parent
-    return "/".join(reversed(parts))

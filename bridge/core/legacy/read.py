@@ -252,6 +252,26 @@ def _syntax_problem(err: etree.XMLSyntaxError, data: bytes) -> Problem:
 # --------------------------------------------------------------------------- envelopes
 
 
+def element_path(el: etree._Element) -> str:
+    """A readable path from the BehandlerKrav (or the document root, in the envelope):
+    `BehandlerKrav/Enkeltregning[2]/GUID`, `MsgHead/MsgInfo/Type`, with [n] where siblings
+    share a name."""
+    parts = []
+    node: etree._Element | None = el
+    while node is not None:
+        name = _local(node)
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        parts.append(name)
+        if name == BKM_LOCALNAME:
+            break
+        node = parent
+    return "/".join(reversed(parts))
+
+
 def _local(el: etree._Element) -> str:
     tag = el.tag
     if not isinstance(tag, str):
