@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridge.cli.exits import ExitCode, exit_code_for_regninger, require_paths
-from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt
+from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt, SandboxStateDirOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import ConfigError, Environment, Settings, load_settings
 from bridge.core.model import (
@@ -59,15 +59,6 @@ from bridge.kuhr.proxy import ProxyRule
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # How far an embedded sandbox's clock moves per poll of `submit --wait`.
 SANDBOX_ADVANCE_SECONDS = 30
-
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--sandbox-state-dir",
-        help="Use the running standalone sandbox whose sandbox.json is in this folder.",
-        file_okay=False,
-    ),
-]
 
 
 def _out() -> Console:
@@ -139,7 +130,7 @@ def praksis_command(
     json_output: JsonOpt = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    sandbox_state_dir: StateDirOpt = None,
+    sandbox_state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """List the praksiser registered for the authenticated actor at KUHR."""
     settings = _settings(config, environment, sandbox_state_dir)
@@ -252,7 +243,7 @@ def status_command(
     json_output: JsonOpt = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    sandbox_state_dir: StateDirOpt = None,
+    sandbox_state_dir: SandboxStateDirOpt = None,
     local: Annotated[
         bool, typer.Option("--local", help="Show what this bridge's journal knows instead.")
     ] = False,
@@ -418,7 +409,7 @@ def submit_command(
     json_output: JsonOpt = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    sandbox_state_dir: StateDirOpt = None,
+    sandbox_state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """Convert a legacy claim, choose its praksis, encrypt it and send it to KUHR."""
     require_paths([file])
@@ -607,7 +598,7 @@ def _report_local(settings: Settings) -> list[str]:
 def config_check_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    sandbox_state_dir: StateDirOpt = None,
+    sandbox_state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """Check that the setup can run: settings, folders, state and log, HTTP port, takst
     table, and end to end at KUHR: a token, KUHR's encryption key, the praksis list, keys."""

@@ -14,8 +14,7 @@ from typing import Annotated
 import typer
 
 from bridge.cli.exits import ExitCode, reported
-from bridge.cli.kuhr import StateDirOpt
-from bridge.cli.options import ConfigOpt, EnvOpt
+from bridge.cli.options import ConfigOpt, EnvOpt, SandboxStateDirOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import AuthMethod, ConfigError, Environment, Settings
 from bridge.errors import BridgeError
@@ -67,7 +66,7 @@ def _until(epoch: float) -> str:
 def login_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    sandbox_state_dir: StateDirOpt = None,
+    sandbox_state_dir: SandboxStateDirOpt = None,
     no_browser: Annotated[
         bool,
         typer.Option("--no-browser", help="Only print the address to open (same machine)."),
@@ -132,7 +131,7 @@ def _revoke(settings: Settings, refresh_token: str) -> str:
 def logout_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    sandbox_state_dir: StateDirOpt = None,
+    sandbox_state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """Forget the personal HelseID login: ends it at HelseID and removes the stored token."""
     settings = settings_or_exit(

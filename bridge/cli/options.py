@@ -22,3 +22,19 @@ EnvOpt = Annotated[
     typer.Option("--environment", "--env", help="KUHR environment (overrides the settings)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JournalDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the journal lives (default: the per-user state folder).",
+        file_okay=False,
+    ),
+]
+SandboxStateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sandbox-state-dir",
+        help="Use the running standalone sandbox whose sandbox.json is in this folder.",
+        file_okay=False,
+    ),
+]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bridge.cli.exits import ExitCode, nothing_found, require_paths
-from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt
+from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt, SandboxStateDirOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.environment import Environment
 
@@ -42,14 +42,6 @@ if TYPE_CHECKING:
 
 SANDBOX_INFO_FILE = "sandbox.json"
 
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--sandbox-state-dir",
-        help="Use the running standalone sandbox whose sandbox.json is in this folder.",
-        file_okay=False,
-    ),
-]
 FagomraadeOpt = Annotated[
     str | None,
     typer.Option("--fagomraade", help="Fagområde of the praksis (LE, TH, FY …)."),
@@ -237,7 +229,7 @@ def precheck(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    state_dir: StateDirOpt = None,
+    state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """Check claims against Helfo's open data (takst table) before they are sent."""
     from bridge.core.precheck import Mode, fagomraade_for
@@ -313,7 +305,7 @@ def takster_sync(
     url: UrlOpt = None,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    state_dir: StateDirOpt = None,
+    state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """Fetch takstkoder, nlkkoder, refusjonskategorisatser and fagomraader into the cache."""
     from bridge.files.takstcache import sync
@@ -357,7 +349,7 @@ def takster_search(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    state_dir: StateDirOpt = None,
+    state_dir: SandboxStateDirOpt = None,
 ) -> None:
     """Look up a takst code or description (the open data API's %-wildcard search); falls
     back to the local cache when the API cannot be reached."""

@@ -10,33 +10,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
 from bridge.cli.exits import ExitCode
-from bridge.cli.options import ConfigOpt, EnvOpt, JsonOpt
+from bridge.cli.options import ConfigOpt, EnvOpt, JournalDirOpt, JsonOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import Settings
 
 if TYPE_CHECKING:
     from bridge.flow.sweep import SweepResult
 
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        help="Where the journal lives (default: the per-user state folder).",
-        file_okay=False,
-    ),
-]
-
 
 def sweep_command(
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    state_dir: StateDirOpt = None,
+    state_dir: JournalDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask KUHR now what changed for claims already final; rewrite their receipts and AppRecs."""

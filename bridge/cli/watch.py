@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridge.cli.exits import ExitCode
-from bridge.cli.options import ConfigOpt, EnvOpt
+from bridge.cli.options import ConfigOpt, EnvOpt, JournalDirOpt
 from bridge.cli.settings import settings_or_exit
 from bridge.config import ConfigError, Environment, Settings, load_settings
 from bridge.core.model import load_json
@@ -35,15 +35,6 @@ from bridge.flow.assembly import open_watch_journal
 from bridge.flow.journal import JournalError
 from bridge.flow.reasons import reason_of
 from bridge.runtime.redaction import redact_text
-
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        help="Where the journal lives (default: the per-user state folder).",
-        file_okay=False,
-    ),
-]
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -73,7 +64,7 @@ def watch_command(
     ] = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    state_dir: StateDirOpt = None,
+    state_dir: JournalDirOpt = None,
     praksis_id: Annotated[
         str | None, typer.Option("--praksis-id", help="Send every claim for this praksis.")
     ] = None,
@@ -293,7 +284,7 @@ def retry_command(
     ] = False,
     config: ConfigOpt = None,
     environment: EnvOpt = None,
-    state_dir: StateDirOpt = None,
+    state_dir: JournalDirOpt = None,
 ) -> None:
     """Re-queue a file that failed (transiently, or was rejected and is fixed by other means)."""
     if (file is None) == (not all_files):
