@@ -429,7 +429,7 @@ class DeafObserver:
 def test_rescans_find_files_whose_events_were_lost(
     tmp_path: Path, make_watcher: Callable[..., FolderWatcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher_module, "_new_observer", lambda polling, interval, recursive: DeafObserver())
+    monkeypatch.setattr(watcher_module, "_new_observer", lambda *_args: DeafObserver())
     rescanning, not_rescanning = tmp_path / "med", tmp_path / "uten"
     rescanning.mkdir()
     not_rescanning.mkdir()
@@ -454,7 +454,7 @@ def test_rescans_find_files_whose_events_were_lost(
 def test_without_events_a_slowly_written_file_still_waits_until_it_stops_growing(
     tmp_path: Path, make_watcher: Callable[..., FolderWatcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher_module, "_new_observer", lambda polling, interval, recursive: DeafObserver())
+    monkeypatch.setattr(watcher_module, "_new_observer", lambda *_args: DeafObserver())
     quiet = 0.4
     recorder = Recorder()
     target = tmp_path / "sakte.xml"
