@@ -393,20 +393,27 @@ def test_an_unreadable_file_is_handed_over_so_the_pipeline_can_report_it(
         target.chmod(0o644)
 
 
-def test_a_file_deleted_while_pending_is_forgotten(
-    tmp_path: Path, make_watcher: Callable[..., FolderWatcher]
+@pytest.mark.parametrize("away", ["deleted", "moved-out"])
+def test_a_file_deleted_or_moved_out_while_pending_is_forgotten(
+    tmp_path: Path, make_watcher: Callable[..., FolderWatcher], away: str
 ) -> None:
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
     recorder = Recorder()
-    watcher = make_watcher(tmp_path, recorder, done_files=True)  # never completes by itself
-    (tmp_path / "borte.xml").write_bytes(b"<a/>")
+    watcher = make_watcher(inbox, recorder, done_files=True)  # never completes by itself
+    (inbox / "borte.xml").write_bytes(b"<a/>")
     assert wait_until(lambda: watcher.pending == 1)
 
-    (tmp_path / "borte.xml").unlink()
-    assert wait_until(lambda: watcher.pending == 0)
-    (tmp_path / "borte.xml.done").write_bytes(b"")
-    (tmp_path / "neste.xml").write_bytes(b"<a/>")
-    (tmp_path / "neste.xml.done").write_bytes(b"")
+    if away == "deleted":
+        (inbox / "borte.xml").unlink()
+    else:  # no event for a move out is asked of the kernel: looking finds it gone
+        os.rename(inbox / "borte.xml", elsewhere / "borte.xml")
+    (inbox / "borte.xml.done").write_bytes(b"")
+    (inbox / "neste.xml").write_bytes(b"<a/>")
+    (inbox / "neste.xml.done").write_bytes(b"")
     assert recorder.wait_for_name("neste.xml")
+    assert wait_until(lambda: watcher.pending == 0)
     assert recorder.names() == ["neste.xml"]
 
 
