@@ -2,9 +2,10 @@
 INTEGER, YYYY-MM-DD), not Python's (`<list[Path]>`, `<str>`, `<%Y-%m-%d>`), and nothing
 for on/off flags.
 
-Typer from 0.17 on labels each parameter with its Python annotation; older versions print
-click's metavars, which are already words, so there this does nothing. `install()` is called
-once, when the app is built (bridge.cli.app).
+Typer labels each parameter with its Python annotation in `_TyperParameter.display_type`
+(0.29, the lowest version pyproject allows; older ones print `<path>` and `%Y-%m-%d` there);
+`install()` replaces that label once, when the app is built (bridge.cli.app). Where the hook is
+missing it does nothing.
 """
 
 from __future__ import annotations
