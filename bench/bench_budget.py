@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,8 +49,8 @@ for entry in (str(REPO), str(Path(__file__).resolve().parent)):
 
 from bench_watch import (  # noqa: E402
     StandaloneSandbox,
-    _clean_env,
     build_claims,
+    print_rows,
     run_worker,
     write_claim_set,
 )
@@ -164,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000, help="claims per round")
     parser.add_argument("--rounds", type=int, default=3, help="floor/parts pairs (median)")
-    parser.add_argument("--worker", nargs=3, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        info, claims, scratch = args.worker
+        _parts, info, claims, scratch = args.worker
         print(json.dumps(worker_parts(Path(info), Path(claims), Path(scratch))))
         return 0
 
@@ -198,14 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             alone_rates.append(alone["count"] / alone["elapsed"])
             floor = run_worker("floor", sandbox.info_path, floor_dir, str(workdir / f"out-{r}"))
             floors.append(floor["cpu"] / floor["count"])
-            proc = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--worker",
-                 str(sandbox.info_path), str(parts_dir), str(workdir / f"scratch-{r}")],
-                capture_output=True, text=True, timeout=600, env=_clean_env(),
-            )  # fmt: skip
-            if proc.returncode != 0:
-                raise RuntimeError(f"parts worker failed: {proc.stderr[-3000:]}")
-            parts.append(json.loads(proc.stdout.strip().splitlines()[-1])["per_claim"])
+            scratch = str(workdir / f"scratch-{r}")
+            measured = run_worker("parts", sandbox.info_path, parts_dir, scratch, script=__file__)
+            parts.append(measured["per_claim"])
     finally:
         sandbox.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -218,36 +212,27 @@ def main(argv: list[str] | None = None) -> int:
     served_cpu, alone_rate = statistics.median(sandbox_cpu), statistics.median(alone_rates)
     ceiling = min(1 / total, cpus / (total + served_cpu))
     rows = [
-        ("floor (as bench_watch.py)", _ms(floor), f"rounds: {', '.join(_ms(f) for f in floors)}"),
-        ("budget: 2 × floor", _ms(budget), "issue 20's CPU per claim target"),
+        ("floor (as bench_watch.py)", _ms(floor), f"(rounds: {', '.join(_ms(f) for f in floors)})"),
+        ("budget: 2 × floor", _ms(budget), "(issue 20's CPU per claim target)"),
         ("1. convert + JSON text", _ms(part["convert"]), ""),
-        ("2. send_inn (JWE + httpx/aiohttp)", _ms(part["send_inn"]), f"{IN_FLIGHT} in flight"),
+        ("2. send_inn (JWE + httpx/aiohttp)", _ms(part["send_inn"]), f"({IN_FLIGHT} in flight)"),
         ("   of which the JWE (jwcrypto)", _ms(part["jwe"]), ""),
         ("3. journal: seen, submitting+sync, submitted", _ms(part["journal"]), ""),
         ("4. sendt receipt: temp file + rename", _ms(part["receipt"]), ""),
-        ("sum of the parts", _ms(total), f"{total / floor:.2f}× the floor"),
+        ("sum of the parts", _ms(total), f"({total / floor:.2f}× the floor)"),
         (
             "left for everything else",
             _ms(budget - total),
-            "intake, scheduling, leases, logging, status polls"
+            "(intake, scheduling, leases, logging, status polls)"
             if total < budget
-            else "none: the parts alone exceed the budget",
+            else "(none: the parts alone exceed the budget)",
         ),
-        (
-            "sandbox alone (lean client)",
-            f"{alone_rate:.0f}/s",
-            f"its CPU {_ms(served_cpu)} per claim",
-        ),
-        (
-            "burst ceiling with the parts alone",
-            f"{ceiling:.0f}/s",
-            f"{ceiling / alone_rate:.0%} of the sandbox alone (issue 20's target ≥ 90 %)",
-        ),
+        ("sandbox alone (lean client)", f"{alone_rate:.0f}/s", f"(its CPU {_ms(served_cpu)})"),
+        ("burst ceiling with the parts alone", f"{ceiling:.0f}/s", ""),
+        ("   ÷ the sandbox alone", f"{ceiling / alone_rate:.0%}", "≥ 90 % (issue 20's burst)"),
     ]
     print()
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>10}   {note}")
+    print_rows(rows)
     print(f"load average now {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     return 0
 

@@ -647,10 +647,13 @@ def write_claim_set(folder: Path, claims: list[Claim], *, xml: bool) -> None:
             (folder / claim.name).write_bytes(claim.data)
 
 
-def run_worker(kind: str, info_path: Path, claims_dir: Path, extra: str) -> dict[str, Any]:
-    """A lean client in a process of its own (`--worker`): the sandbox alone, or the floor."""
+def run_worker(
+    kind: str, info_path: Path, claims_dir: Path, extra: str, *, script: str = __file__
+) -> dict[str, Any]:
+    """A worker in a process of its own (`SCRIPT --worker KIND …`, this bench's by default:
+    the sandbox alone, or the floor); its figures are the last line it prints, as JSON."""
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", kind, str(info_path),
+        [sys.executable, str(Path(script).resolve()), "--worker", kind, str(info_path),
          str(claims_dir), extra],
         capture_output=True, text=True, timeout=600, env=_clean_env(),
     )  # fmt: skip
